@@ -1,0 +1,198 @@
+"""The interval joiner: plain Python over plain data.
+
+:meth:`IntervalJoiner.process` takes a batch of events (and partition marks) and
+returns a :class:`JoinOutput`; :meth:`IntervalJoiner.advance` takes watermark
+heartbeats; :meth:`IntervalJoiner.close` ends the input. The rules are those of
+``shared/design/semantics.md``:
+
+- the batch is classified against the watermark ``W`` as it stands when the
+  batch starts: an event is late iff ``ts < W - A``;
+- an on-time event that is a copy of a retained event (same side and identity)
+  is a duplicate: counted, not joined again;
+- every other on-time event joins every retained event of the other side with
+  its key inside the interval (the second of a pair to arrive emits it), then
+  is retained;
+- after the batch the watermark advances and the expiry index is swept: entries
+  with ``bound < W - A`` are evicted, outer-side ones that never matched are
+  emitted as unmatched rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from joins.counters import JoinCounters
+from joins.events import SIDES, Event, Late, Matched, Unmatched
+from joins.spec import JoinSpec
+from joins.store import JoinStore
+from joins.watermark import WM_MAX, PartitionMark, WatermarkTracker
+
+
+@dataclass(slots=True)
+class JoinOutput:
+    """What one call of the joiner produced."""
+
+    matched: list[Matched] = field(default_factory=list)
+    unmatched: list[Unmatched] = field(default_factory=list)
+    late: list[Late] = field(default_factory=list)
+    #: The watermark after the call.
+    watermark_ms: int = 0
+    #: How many entries the call evicted, per side.
+    evicted: dict[str, int] = field(default_factory=lambda: {"left": 0, "right": 0})
+
+    def extend(self, other: JoinOutput) -> None:
+        self.matched.extend(other.matched)
+        self.unmatched.extend(other.unmatched)
+        self.late.extend(other.late)
+        self.watermark_ms = other.watermark_ms
+        for side, n in other.evicted.items():
+            self.evicted[side] += n
+
+
+class IntervalJoiner:
+    """An event-time interval join over a :class:`~joins.store.JoinStore`.
+
+    ``partitions`` are all source partitions of both streams: until each has
+    spoken, gone idle or closed, it holds the watermark at minus infinity.
+    ``clock`` returns processing time in milliseconds; it judges idleness only.
+    """
+
+    def __init__(
+        self,
+        spec: JoinSpec,
+        store: JoinStore,
+        partitions: Iterable[str],
+        clock: Callable[[], int],
+        *,
+        eviction_sweep: int = 10_000,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self._clock = clock
+        self._sweep = eviction_sweep
+        if state is None:
+            self.tracker = WatermarkTracker(
+                list(partitions),
+                max_out_of_orderness_ms=spec.max_out_of_orderness_ms,
+                idle_timeout_ms=spec.idle_timeout_ms,
+                start_ms=clock(),
+            )
+            self.counters = JoinCounters()
+        else:
+            self.tracker = WatermarkTracker.from_state(
+                state["watermark"],
+                max_out_of_orderness_ms=spec.max_out_of_orderness_ms,
+                idle_timeout_ms=spec.idle_timeout_ms,
+                now_ms=clock(),
+            )
+            for p in partitions:
+                if p not in self.tracker.partitions:
+                    self.tracker.observe(PartitionMark(p, None, clock()))
+            self.counters = JoinCounters.from_dict(state["counters"])
+
+    @property
+    def watermark(self) -> int:
+        """The join's watermark ``W``."""
+        return self.tracker.watermark
+
+    def to_state(self) -> dict[str, Any]:
+        """The joiner's own state besides the store: watermarks and counters."""
+        return {"watermark": self.tracker.to_state(), "counters": self.counters.to_dict()}
+
+    def process(
+        self, events: Sequence[Event], marks: Iterable[PartitionMark] = ()
+    ) -> JoinOutput:
+        """Join a batch of events; ``marks`` are partition reports stamped on them."""
+        now = self._clock()
+        out = self._advance(now)
+        spec, store, counters = self.spec, self.store, self.counters
+        cutoff = self.tracker.watermark - spec.allowed_lateness_ms
+        on_time: list[Event] = []
+        for event in events:
+            side = counters.side(event.side)
+            side.events_in += 1
+            if event.ts < cutoff:
+                side.late += 1
+                out.late.append(Late(event, self.tracker.watermark, cutoff - event.ts))
+            else:
+                on_time.append(event)
+        if on_time:
+            self._join(on_time, out)
+        for event in events:
+            self.tracker.observe_event(event.partition, event.ts, now)
+        for mark in marks:
+            self.tracker.observe(mark)
+        out.extend(self._advance(now))
+        store.commit()
+        return out
+
+    def _join(self, events: list[Event], out: JoinOutput) -> None:
+        spec, store, counters = self.spec, self.store, self.counters
+        lower, upper = spec.lower_ms, spec.upper_ms
+        seen: set[tuple[str, bytes]] = set()
+        for event, known in zip(events, store.contains_many(events), strict=True):
+            side = counters.side(event.side)
+            ident = (event.side, event.identity)
+            if known or ident in seen:
+                side.duplicates += 1
+                continue
+            seen.add(ident)
+            if event.side == "left":
+                partners = store.scan("right", event.key, event.ts + lower, event.ts + upper)
+                for entry in partners:
+                    out.matched.append(Matched(event, entry.event))
+                bound = spec.left_bound(event.ts)
+            else:
+                partners = store.scan("left", event.key, event.ts - upper, event.ts - lower)
+                for entry in partners:
+                    out.matched.append(Matched(entry.event, event))
+                bound = spec.right_bound(event.ts)
+            for entry in partners:
+                if not entry.matched:
+                    store.mark_matched(entry.event)
+                    entry.matched = True
+            counters.pairs += len(partners)
+            store.insert(event, bool(partners), bound)
+            side.stored += 1
+
+    def advance(self, marks: Iterable[PartitionMark] = ()) -> JoinOutput:
+        """Take watermark heartbeats (and idleness) into account and evict."""
+        for mark in marks:
+            self.tracker.observe(mark)
+        out = self._advance(self._clock())
+        self.store.commit()
+        return out
+
+    def close(self) -> JoinOutput:
+        """End of all input: ``W`` becomes plus infinity and everything is evicted."""
+        now = self._clock()
+        for p in self.tracker.partitions:
+            self.tracker.observe(PartitionMark(p, None, now, closed=True))
+        out = self._advance(now)
+        self.store.commit()
+        return out
+
+    def _advance(self, now: int) -> JoinOutput:
+        wm = self.tracker.advance(now)
+        out = JoinOutput(watermark_ms=wm)
+        below = wm - self.spec.allowed_lateness_ms if wm < WM_MAX else WM_MAX
+        for side in SIDES:
+            outer = self.spec.outer_left if side == "left" else self.spec.outer_right
+            counters = self.counters.side(side)
+            while True:
+                entries = self.store.evict(side, below, self._sweep)
+                for entry in entries:
+                    if entry.matched:
+                        counters.evicted_matched += 1
+                    elif outer:
+                        counters.unmatched_emitted += 1
+                        out.unmatched.append(Unmatched(entry.event))
+                    else:
+                        counters.unmatched_dropped += 1
+                out.evicted[side] += len(entries)
+                if len(entries) < self._sweep:
+                    break
+        return out
