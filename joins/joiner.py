@@ -102,9 +102,7 @@ class IntervalJoiner:
         """The joiner's own state besides the store: watermarks and counters."""
         return {"watermark": self.tracker.to_state(), "counters": self.counters.to_dict()}
 
-    def process(
-        self, events: Sequence[Event], marks: Iterable[PartitionMark] = ()
-    ) -> JoinOutput:
+    def process(self, events: Sequence[Event], marks: Iterable[PartitionMark] = ()) -> JoinOutput:
         """Join a batch of events; ``marks`` are partition reports stamped on them."""
         now = self._clock()
         out = self._advance(now)

@@ -75,9 +75,7 @@ class WatermarkTracker:
         """Take in a partition's report; an unknown partition is added."""
         state = self._parts.get(mark.partition)
         if state is None:
-            self._parts[mark.partition] = _PartitionState(
-                mark.max_ts, mark.active_ms, mark.closed
-            )
+            self._parts[mark.partition] = _PartitionState(mark.max_ts, mark.active_ms, mark.closed)
             return
         if mark.max_ts is not None and (state.max_ts is None or mark.max_ts > state.max_ts):
             state.max_ts = mark.max_ts

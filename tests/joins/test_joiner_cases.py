@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from store_factories import STORES
+from store_factories import STORES, dispose
 
 from joins import (
     Event,
@@ -150,8 +150,11 @@ CASES = [
         "full outer: unmatched rows of both sides at the end, none for a pair",
         spec(how="full"),
         [
-            (0, [L("l1", "k", 0), R("r1", "k", 5), L("l2", "j", 0), R("r2", "i", 100)],
-             {("match", "l1", "r1")}),
+            (
+                0,
+                [L("l1", "k", 0), R("r1", "k", 5), L("l2", "j", 0), R("r2", "i", 100)],
+                {("match", "l1", "r1")},
+            ),
             (0, CLOSE, {("left_only", "l2"), ("right_only", "r2")}),
         ],
     ),
@@ -160,8 +163,11 @@ CASES = [
         spec(),
         [
             (0, [L("la", "x", 100), R("ra", "x", 100)], {("match", "la", "ra")}),
-            (0, [L("l2", "k", 99), L("l3", "k", 100), R("r3", "k", 100)],
-             {("late", "l2", 1), ("match", "l3", "r3")}),
+            (
+                0,
+                [L("l2", "k", 99), L("l3", "k", 100), R("r3", "k", 100)],
+                {("late", "l2", 1), ("match", "l3", "r3")},
+            ),
         ],
         counters={"left": {"late": 1}},
     ),
@@ -223,7 +229,15 @@ def describe(out: JoinOutput) -> set[tuple[object, ...]]:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case(case: Case, make_store: Callable[[], JoinStore]) -> None:
     now = [0]
-    joiner = IntervalJoiner(case.spec, make_store(), case.partitions, lambda: now[0])
+    store = make_store()
+    joiner = IntervalJoiner(case.spec, store, case.partitions, lambda: now[0])
+    try:
+        run_case(case, joiner, now)
+    finally:
+        dispose(store)
+
+
+def run_case(case: Case, joiner: IntervalJoiner, now: list[int]) -> None:
     for i, (dt, what, expected) in enumerate(case.steps):
         now[0] += dt
         if what == CLOSE:
@@ -275,8 +289,9 @@ def test_snapshot_state_round_trips_and_resumes() -> None:
     first = IntervalJoiner(spec(how="left"), store, ("L0", "R0"), lambda: now[0])
     first.process([L("l1", "k", 0), R("r9", "z", 10)])
     assert first.watermark == 0
-    again = IntervalJoiner(spec(how="left"), store, ("L0", "R0"), lambda: now[0],
-                           state=first.to_state())
+    again = IntervalJoiner(
+        spec(how="left"), store, ("L0", "R0"), lambda: now[0], state=first.to_state()
+    )
     assert again.watermark == 0
     assert again.counters.to_dict() == first.counters.to_dict()
     out = again.process([L("l2", "y", 20), R("r8", "y", 20)])

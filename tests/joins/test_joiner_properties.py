@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from join_oracle import OracleWatermark, batch_join, output_rows
-from store_factories import STORES
+from store_factories import STORES, dispose
 
 from joins import (
     HOWS,
@@ -167,7 +167,11 @@ def run_checked(scenario: Scenario, store: JoinStore) -> None:
 def test_join_equals_batch_join_of_on_time_events(
     make_store: Callable[[], JoinStore], scenario: Scenario
 ) -> None:
-    run_checked(scenario, make_store())
+    store = make_store()
+    try:
+        run_checked(scenario, store)
+    finally:
+        dispose(store)
 
 
 def _shard_of(key: str, shards: int) -> int:
@@ -210,6 +214,7 @@ def test_sharded_join_equals_batch_join_minus_its_late_output(
                 total.extend(joiner.advance(marks))
     for joiner in joiners:
         total.extend(joiner.close())
+        dispose(joiner.store)
     remaining = Counter((e.side, e.identity) for e in everything)
     for late in total.late:
         remaining[(late.event.side, late.event.identity)] -= 1

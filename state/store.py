@@ -1,0 +1,344 @@
+"""The RocksDB :class:`~joins.store.JoinStore`: one DB per shard.
+
+Layout in :mod:`state.layout`, values in :mod:`state.codec`. A batch's writes go
+to an in-memory overlay (read-your-writes) and reach RocksDB in ONE
+``WriteBatch`` at :meth:`RocksStore.commit`, together with the exact per-side
+counts. Reads merge the overlay over the DB:
+
+- ``contains_many``: overlay, then one multi-get (whole-key bloom filters);
+- ``scan``: one range seek per probe on an iterator reused for the whole batch;
+- ``evict``: a walk of the expiry index from where the last sweep stopped, so
+  the tombstones of earlier sweeps are not stepped over again.
+
+Durability: the WAL is written but not fsynced at commit, so a committed batch
+survives a process crash; snapshots go through :meth:`RocksStore.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import rocksdict
+
+from joins.events import SIDES, Event, Side
+from joins.store import Entry
+from state import layout
+from state.codec import StateCodec, is_matched, with_matched
+from state.errors import StateError
+from state.options import MemoryBudget
+from state.snapshot import clone_files, create_checkpoint
+from state.stats import StoreStats, read_properties, read_stats
+
+_NO_ITER: Any = None
+
+
+def _total_order() -> rocksdict.ReadOptions:
+    opts = rocksdict.ReadOptions()
+    opts.set_total_order_seek(True)
+    return opts
+
+
+class RocksStore:
+    """Retained events of both sides of one shard, in one RocksDB.
+
+    ``budget`` is the process's shared :class:`~state.options.MemoryBudget`
+    (default: :meth:`MemoryBudget.shared`);
+    ``codec`` the value codec (its schema is the reader and writer schema; the
+    writer schemas of older state are read from the DB).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        budget: MemoryBudget | None = None,
+        codec: StateCodec | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.budget = budget or MemoryBudget.shared()
+        self.codec = codec or StateCodec()
+        try:
+            self._db = rocksdict.Rdict(str(self.path), self.budget.db_options())
+        except Exception as exc:  # rocksdict raises plain Exception for RocksDB errors
+            msg = f"cannot open RocksDB state at {self.path}: {exc}"
+            raise StateError(msg) from exc
+        self._closed = False
+        self._iter: Any = _NO_ITER
+        self._xiter: Any = _NO_ITER
+        self._pending: dict[bytes, bytes | None] = {}
+        self._pending_events: dict[bytes, Event] = {}
+        self._pending_by_prefix: dict[bytes, list[bytes]] = {}
+        self._pending_expiry: dict[Side, list[bytes]] = {s: [] for s in SIDES}
+        self._read: dict[bytes, bytes] = {}
+        self._evict_from = {s: layout.expiry_prefix(s) for s in SIDES}
+        self._count = {s: self._load_count(s) for s in SIDES}
+        self._load_writer_schemas()
+
+    # -- opening ----------------------------------------------------------------
+
+    def _load_count(self, side: Side) -> int:
+        raw = self._db.get(layout.count_key(side))
+        return 0 if raw is None else layout.decode_count(raw)
+
+    def _load_writer_schemas(self) -> None:
+        prefix = layout.schema_key(b"")
+        it = self._db.iter(_total_order())
+        it.seek(prefix)
+        while it.valid():
+            key: bytes = it.key()
+            if not key.startswith(prefix):
+                break
+            self.codec.register_writer(key[len(prefix) :], it.value().decode())
+            it.next()
+        del it
+        own = layout.schema_key(self.codec.fingerprint)
+        if self._db.get(own) is None:
+            self._db.put(own, self.codec.schema_json.encode())
+
+    @classmethod
+    def open_clone(
+        cls,
+        checkpoint_dir: str | os.PathLike[str],
+        new_path: str | os.PathLike[str],
+        budget: MemoryBudget | None = None,
+        codec: StateCodec | None = None,
+    ) -> RocksStore:
+        """Open a new store at ``new_path`` holding a copy of a checkpoint.
+
+        The checkpoint is never opened in place (a later crash may resume from it
+        again): its SST files are hard-linked into ``new_path``, the rest copied.
+        """
+        return cls(clone_files(checkpoint_dir, new_path), budget, codec)
+
+    # -- JoinStore --------------------------------------------------------------
+
+    def contains_many(self, events: Sequence[Event]) -> list[bool]:
+        """For each event, whether an entry of the same side and identity exists."""
+        keys = [layout.entry_key(e.side, e.key, e.ts, e.eid) for e in events]
+        pending = self._pending
+        found: list[bool] = [False] * len(keys)
+        ask: list[bytes] = []
+        ask_at: list[int] = []
+        for i, k in enumerate(keys):
+            if k in pending:
+                found[i] = pending[k] is not None
+            else:
+                ask.append(k)
+                ask_at.append(i)
+        if ask:
+            for i, value in zip(ask_at, self._multi_get(ask), strict=True):
+                found[i] = value is not None
+        return found
+
+    def _multi_get(self, keys: list[bytes]) -> list[bytes | None]:
+        values: list[bytes | None] = self._db.get(keys)  # type: ignore[arg-type, assignment]
+        return values
+
+    def _iterator(self) -> Any:
+        # One iterator per batch: it sees the DB as of its creation, which is the
+        # committed state; the overlay holds everything newer. It seeks in prefix
+        # mode (prefix bloom filters): fine, since a scan stays within one prefix.
+        if self._iter is _NO_ITER:
+            self._iter = self._db.iter()
+        return self._iter
+
+    def _expiry_iterator(self) -> Any:
+        # The expiry walk crosses prefixes: it needs a total-order iterator.
+        if self._xiter is _NO_ITER:
+            self._xiter = self._db.iter(_total_order())
+        return self._xiter
+
+    def _drop_iterators(self) -> None:
+        self._iter = self._xiter = _NO_ITER
+
+    def scan(self, side: Side, key: str, lo_ts: int, hi_ts: int) -> list[Entry]:
+        """Entries of ``side`` and ``key`` with ``lo_ts <= ts <= hi_ts``, by time."""
+        if lo_ts > hi_ts:
+            return []
+        prefix = layout.key_prefix(side, key)
+        plen = len(prefix)
+        lower, upper = layout.scan_bounds(side, key, lo_ts, hi_ts)
+        pending = self._pending
+        rows: dict[bytes, Entry] = {}
+        it = self._iterator()
+        it.seek(lower)
+        while it.valid():
+            k: bytes = it.key()
+            if k >= upper:
+                break
+            value: bytes | None = it.value()
+            if k in pending:
+                value = pending[k]
+            if value is not None:
+                self._read[k] = value
+                rows[k] = self._entry(side, key, k, plen, value)
+            it.next()
+        mine = self._pending_by_prefix.get(prefix)
+        if mine:
+            for k in mine:
+                if lower <= k < upper and k not in rows:
+                    value = pending[k]
+                    if value is not None:
+                        rows[k] = Entry(self._pending_events[k], is_matched(value))
+            return [rows[k] for k in sorted(rows)]
+        return list(rows.values())
+
+    def _entry(self, side: Side, key: str, k: bytes, plen: int, value: bytes) -> Entry:
+        ts, eid = layout.entry_time_eid(k, plen)
+        stored = self.codec.decode(value)
+        event = Event(side, key, ts, eid, stored.record, stored.partition, stored.offset)
+        return Entry(event, stored.matched)
+
+    def insert(self, event: Event, matched: bool, bound: int) -> None:
+        """Retain ``event`` (not present yet) until ``W - A > bound``."""
+        side = event.side
+        prefix = layout.key_prefix(side, event.key)
+        k = prefix + layout.encode_time(event.ts) + event.eid
+        self._pending[k] = self.codec.encode(event.partition, event.offset, event.record, matched)
+        self._pending_events[k] = event
+        self._pending_by_prefix.setdefault(prefix, []).append(k)
+        x = layout.expiry_key(side, bound, k)
+        self._pending[x] = b""
+        self._pending_expiry[side].append(x)
+        if x < self._evict_from[side]:
+            self._evict_from[side] = x
+        self._count[side] += 1
+
+    def mark_matched(self, event: Event) -> None:
+        """Record that the retained ``event`` has matched (flags byte only)."""
+        k = layout.entry_key(event.side, event.key, event.ts, event.eid)
+        value = self._pending[k] if k in self._pending else self._read.get(k)
+        if value is None and k not in self._pending:
+            value = self._db.get(k)
+        if value is None:
+            msg = f"mark_matched: no retained {event.side} event {event.key!r} at {event.ts} ms"
+            raise StateError(msg)
+        if not is_matched(value):
+            self._pending[k] = with_matched(value)
+
+    def evict(self, side: Side, below: int, limit: int) -> list[Entry]:
+        """Remove and return at most ``limit`` entries of ``side`` with bound
+        ``< below``, lowest bound first, walking the expiry index."""
+        chosen = self._expiry_head(side, below, limit)
+        if not chosen:
+            return []
+        pending = self._pending
+        entries: list[Entry | None] = []
+        ask: list[bytes] = []
+        ask_at: list[int] = []
+        for x in chosen:
+            k = x[10:]
+            value = pending[k] if k in pending else self._read.get(k)
+            if value is not None and k in self._pending_events:
+                entries.append(Entry(self._pending_events[k], is_matched(value)))
+            elif value is not None:
+                entries.append(self._decode_entry(k, value))
+            else:
+                ask.append(k)
+                ask_at.append(len(entries))
+                entries.append(None)
+        if ask:
+            for i, k, value in zip(ask_at, ask, self._multi_get(ask), strict=True):
+                if value is None:
+                    msg = f"expiry index points at a missing entry {k[:40]!r} in {self.path}"
+                    raise StateError(msg)
+                entries[i] = self._decode_entry(k, value)
+        for x in chosen:
+            pending[x] = None
+            pending[x[10:]] = None
+        self._evict_from[side] = chosen[-1] + b"\x00"
+        self._count[side] -= len(chosen)
+        return [e for e in entries if e is not None]
+
+    def _decode_entry(self, k: bytes, value: bytes) -> Entry:
+        side, key, _ts, _eid = layout.decode_entry_key(k)
+        return self._entry(side, key, k, layout.prefix_length(key), value)
+
+    def _expiry_head(self, side: Side, below: int, limit: int) -> list[bytes]:
+        """The first ``limit`` live expiry keys of ``side`` with bound ``< below``."""
+        if limit <= 0:
+            return []
+        upper = layout.expiry_upper(side, below)
+        pending = self._pending
+        from_db: list[bytes] = []
+        it = self._expiry_iterator()
+        it.seek(self._evict_from[side])
+        while it.valid() and len(from_db) < limit:
+            x: bytes = it.key()
+            if x >= upper:
+                break
+            if x not in pending:
+                from_db.append(x)
+            it.next()
+        mine = self._pending_expiry[side]
+        if mine:
+            mine = sorted(x for x in mine if x < upper and pending.get(x) is not None)
+            return list(heapq.merge(from_db, mine))[:limit]
+        return from_db
+
+    def count(self, side: Side) -> int:
+        """How many entries of ``side`` are retained (exact, persisted)."""
+        return self._count[side]
+
+    def commit(self) -> None:
+        """Write the batch's overlay and the counts in one ``WriteBatch``."""
+        self._read.clear()
+        if not self._pending:
+            return
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for k, v in self._pending.items():
+            if v is None:
+                batch.delete(k)
+            else:
+                batch.put(k, v)
+        for side in SIDES:
+            batch.put(layout.count_key(side), layout.encode_count(self._count[side]))
+        self._drop_iterators()
+        try:
+            self._db.write(batch)
+        except Exception as exc:  # rocksdict raises plain Exception for RocksDB errors
+            msg = f"RocksDB write of {len(self._pending)} keys to {self.path} failed: {exc}"
+            raise StateError(msg) from exc
+        self._pending.clear()
+        self._pending_events.clear()
+        self._pending_by_prefix.clear()
+        for side in SIDES:
+            self._pending_expiry[side].clear()
+
+    # -- operations -------------------------------------------------------------
+
+    def stats(self) -> StoreStats:
+        """Entries and oldest retained event time per side, bytes on disk."""
+        oldest: dict[Side, int | None] = {}
+        for side in SIDES:
+            head = self._expiry_head(side, 2**63, 1)
+            oldest[side] = layout.decode_entry_key(head[0][10:])[2] if head else None
+        return read_stats(self._db, self.path, dict(self._count), oldest)
+
+    def rocksdb_properties(self) -> dict[str, int]:
+        """A few numeric RocksDB properties (sizes in bytes), for metrics."""
+        return read_properties(self._db)
+
+    def checkpoint(self, dest_dir: str | os.PathLike[str]) -> Path:
+        """Commit the overlay, then write a RocksDB checkpoint to ``dest_dir``."""
+        self.commit()
+        self._drop_iterators()
+        return create_checkpoint(self._db, dest_dir)
+
+    def close(self) -> None:
+        """Commit the overlay and close the DB (idempotent)."""
+        if self._closed:
+            return
+        self.commit()
+        self._drop_iterators()
+        self._db.close()
+        self._closed = True
+
+    def __enter__(self) -> RocksStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

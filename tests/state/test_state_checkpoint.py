@@ -1,0 +1,142 @@
+"""Checkpoints, clones and stats of RocksStore on a real RocksDB."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+
+from joins import Event, content_id
+from state.errors import StateError
+from state.options import MemoryBudget, RocksOptions
+from state.store import RocksStore
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def budget() -> MemoryBudget:
+    return MemoryBudget(
+        RocksOptions(total_bytes=32 * MIB, write_buffer_bytes=8 * MIB, memtable_bytes=4 * MIB)
+    )
+
+
+def ev(side: str, key: str, ts: int) -> Event:
+    eid = content_id(f"{side}{key}{ts}".encode())
+    return Event(side, key, ts, eid, {"k": key, "ts": ts}, "p", ts)  # type: ignore[arg-type]
+
+
+def fill(store: RocksStore, n: int, start: int = 0, side: str = "left") -> list[Event]:
+    events = [ev(side, f"k{i % 50}", i) for i in range(start, start + n)]
+    for i, e in enumerate(events):
+        store.insert(e, False, e.ts + 10)
+        if i % 1000 == 999:
+            store.commit()
+    return events
+
+
+def digest(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def test_checkpoint_commits_pending_and_clone_is_independent(
+    tmp_path: Path, budget: MemoryBudget
+) -> None:
+    src = RocksStore(tmp_path / "src", budget)
+    events = fill(src, 2500)  # the last 500 are still in the overlay
+    ckpt = src.checkpoint(tmp_path / "ckpt")
+    before = digest(ckpt)
+
+    clone = RocksStore.open_clone(ckpt, tmp_path / "clone", budget)
+    assert clone.count("left") == 2500
+    assert clone.contains_many(events[-3:]) == [True] * 3
+    # writing to the clone leaves the checkpoint and the source untouched
+    clone.evict("left", 2**62, 10_000)
+    fill(clone, 100, start=10_000)
+    clone.commit()
+    clone.close()
+    assert digest(ckpt) == before
+    assert src.count("left") == 2500
+    assert len(src.scan("left", "k0", 0, 10**6)) == 50
+    # and the source's later writes do not reach the checkpoint
+    src.evict("left", 2**62, 10_000)
+    src.commit()
+    src.close()
+    assert digest(ckpt) == before
+    again = RocksStore.open_clone(ckpt, tmp_path / "clone2", budget)
+    assert again.count("left") == 2500
+    assert [e.event for e in again.scan("left", "k7", 0, 10**6)] == [
+        e for e in events if e.key == "k7"
+    ]
+    again.close()
+
+
+def test_clone_refuses_existing_dirs_and_non_checkpoints(
+    tmp_path: Path, budget: MemoryBudget
+) -> None:
+    with RocksStore(tmp_path / "src", budget) as src:
+        fill(src, 10)
+        ckpt = src.checkpoint(tmp_path / "ckpt")
+        with pytest.raises(StateError, match="already exists"):
+            src.checkpoint(ckpt)
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(StateError, match="already exists"):
+        RocksStore.open_clone(ckpt, tmp_path / "taken", budget)
+    with pytest.raises(StateError, match="not a RocksDB checkpoint"):
+        RocksStore.open_clone(tmp_path / "taken", tmp_path / "x", budget)
+
+
+def test_sst_files_are_hard_linked_not_copied(tmp_path: Path, budget: MemoryBudget) -> None:
+    with RocksStore(tmp_path / "src", budget) as src:
+        fill(src, 3000)
+        ckpt = src.checkpoint(tmp_path / "ckpt")
+    clone = RocksStore.open_clone(ckpt, tmp_path / "clone", budget)
+    ssts = list(ckpt.glob("*.sst"))
+    assert ssts
+    for sst in ssts:
+        assert sst.stat().st_ino == (tmp_path / "clone" / sst.name).stat().st_ino
+    clone.close()
+
+
+@pytest.mark.slow
+def test_checkpoint_time_does_not_grow_with_state(tmp_path: Path, budget: MemoryBudget) -> None:
+    """Informal: prints checkpoint times at growing sizes (no timing assertion)."""
+    store = RocksStore(tmp_path / "src", budget)
+    total = 0
+    for round_ in range(4):
+        fill(store, 20_000 * (round_ + 1), start=total)
+        total += 20_000 * (round_ + 1)
+        store.commit()
+        t0 = time.perf_counter()
+        store.checkpoint(tmp_path / f"ckpt{round_}")
+        ms = (time.perf_counter() - t0) * 1000
+        print(f"{total:>7} entries: checkpoint {ms:.1f} ms")
+    store.close()
+
+
+def test_stats_and_properties(tmp_path: Path, budget: MemoryBudget) -> None:
+    with RocksStore(tmp_path / "db", budget) as store:
+        empty = store.stats()
+        assert dict(empty.entries) == {"left": 0, "right": 0}
+        assert dict(empty.oldest_ts_ms) == {"left": None, "right": None}
+        fill(store, 300, start=100)
+        fill(store, 20, start=-50, side="right")
+        st = store.stats()  # includes the uncommitted overlay
+        assert dict(st.entries) == {"left": 300, "right": 20}
+        assert dict(st.oldest_ts_ms) == {"left": 100, "right": -50}
+        store.commit()
+        store.evict("left", 100 + 10 + 5, 100)  # bounds 110..114 go
+        assert store.stats().oldest_ts_ms["left"] == 105
+        store.commit()
+        assert store.stats().oldest_ts_ms["left"] == 105
+        assert store.stats().disk_bytes > 0
+        props = store.rocksdb_properties()
+        for name in (
+            "rocksdb.estimate-num-keys",
+            "rocksdb.block-cache-usage",
+            "rocksdb.cur-size-all-mem-tables",
+            "rocksdb.is-write-stopped",
+        ):
+            assert isinstance(props[name], int)
