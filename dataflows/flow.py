@@ -1,0 +1,231 @@
+"""The Bytewax dataflow: sources -> shard router -> one joiner per shard -> sinks.
+
+:func:`interval_join` is the operator: it takes a stream of
+:class:`~dataflows.sources.SourceBatch` (events and invalid records of one read of
+one partition, stamped with the partition's mark) and returns a :class:`JoinOut`
+of streams. Steps:
+
+1. ``route``: group each batch's events by shard (a stable hash of the key mod
+   ``S``); each group carries the batch's partition mark; a broadcast batch
+   (heartbeat, first or closing mark) also sends the mark to every other shard.
+2. ``join``: ``stateful_batch`` keyed by shard name, one
+   :class:`~dataflows.shard_logic.ShardLogic` per shard.
+3. Outputs: joined rows and late events (batches, keyed by shard), invalid
+   records (batches, keyed by a shard chosen from their partition, straight
+   from the sources: they never reach the joiner) and ``stats`` (final counters
+   of shards and sources).
+
+:func:`build_flow` wires it to the file sources and file sinks of a
+:class:`~dataflows.config.RunConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream, operator
+
+from dataflows.config import RunConfig
+from dataflows.decode import Invalid
+from dataflows.records import OutputKind
+from dataflows.shard_logic import (
+    JoinedRow,
+    ShardInput,
+    ShardLogic,
+    ShardOutput,
+    ShardRuntime,
+)
+from dataflows.shards import shard_names, shards_of_worker, stable_hash
+from dataflows.sinks import RowFileSink, StatsSink
+from dataflows.sources import FileSource, SourceBatch, wall_ms
+from joins import Event, JoinSpec, JoinStore, Late, MemoryStore
+
+#: Bytewax keyed streams: ``(shard name, value)``.
+KeyedBatches = Stream[tuple[str, Any]]
+
+
+@dataclass(frozen=True)
+class JoinOut:
+    """The join's output streams; every item is a batch keyed by shard name."""
+
+    #: ``(shard, list[Matched | Unmatched])``
+    joined: KeyedBatches
+    #: ``(shard, list[Late])``
+    late: KeyedBatches
+    #: ``(shard, list[Invalid])``
+    invalid: KeyedBatches
+    #: Final counters: one dict per shard (``kind == "shard"``) and per source
+    #: partition (``kind == "source"``).
+    stats: Stream[dict[str, Any]]
+
+
+class ShardRouter:
+    """Groups a batch's events by shard; the key -> shard map is cached."""
+
+    def __init__(self, shards: int) -> None:
+        self.names = shard_names(shards)
+        self._shards = shards
+        self._cache: dict[str, str] = {}
+
+    def shard(self, key: str) -> str:
+        name = self._cache.get(key)
+        if name is None:
+            if len(self._cache) > 2_000_000:
+                self._cache.clear()
+            name = self._cache[key] = self.names[stable_hash(key) % self._shards]
+        return name
+
+    def route(self, batch: SourceBatch) -> list[tuple[str, ShardInput]]:
+        groups: dict[str, list[Event]] = {}
+        cache = self._cache
+        for event in batch.events:
+            name = cache.get(event.key)
+            if name is None:
+                name = self.shard(event.key)
+            group = groups.get(name)
+            if group is None:
+                groups[name] = [event]
+            else:
+                group.append(event)
+        marks = [batch.mark]
+        out: list[tuple[str, ShardInput]] = [
+            (name, (name, events, marks)) for name, events in groups.items()
+        ]
+        if batch.broadcast:
+            out.extend((name, (name, [], marks)) for name in self.names if name not in groups)
+        return out
+
+    def invalid(self, batch: SourceBatch) -> tuple[str, list[Invalid]] | None:
+        if not batch.invalid:
+            return None
+        return (self.shard(batch.mark.partition), batch.invalid)
+
+
+def _source_totals(batch: SourceBatch) -> dict[str, Any] | None:
+    return batch.totals
+
+
+def _joined(out: ShardOutput) -> list[JoinedRow] | None:
+    return out.joined or None
+
+
+def _late(out: ShardOutput) -> list[Late] | None:
+    return out.late or None
+
+
+def _final(item: tuple[str, ShardOutput]) -> dict[str, Any] | None:
+    return item[1].final
+
+
+@operator
+def interval_join(
+    step_id: str,
+    batches: Stream[SourceBatch],
+    runtime: ShardRuntime,
+    shards: int,
+) -> JoinOut:
+    """The interval join of the events in ``batches``, sharded ``shards`` ways."""
+    router = ShardRouter(shards)
+    keyed = op.flat_map("route", batches, router.route)
+    outs = op.stateful_batch("join", keyed, lambda resume: ShardLogic(runtime, resume))
+    joined = op.filter_map_value("joined", outs, _joined)
+    late = op.filter_map_value("late", outs, _late)
+    finals = op.filter_map("finals", outs, _final)
+    invalid = op.filter_map("invalid", batches, router.invalid)
+    totals = op.filter_map("source_totals", batches, _source_totals)
+    stats = op.merge("stats", finals, totals)
+    return JoinOut(joined=joined, late=late, invalid=invalid, stats=stats)
+
+
+def memory_runtime(
+    spec: JoinSpec, partitions: tuple[str, ...], clock: Callable[[], int] = wall_ms
+) -> ShardRuntime:
+    """Shards over :class:`~joins.MemoryStore` (tests, and runs without RocksDB)."""
+
+    def open_store(shard: str, resume: Any) -> JoinStore:
+        return MemoryStore()
+
+    return ShardRuntime(spec=spec, partitions=partitions, clock=clock, open_store=open_store)
+
+
+def rocks_runtime(
+    spec: JoinSpec,
+    partitions: tuple[str, ...],
+    state_dir: str,
+    clock: Callable[[], int] = wall_ms,
+) -> ShardRuntime:
+    """Shards over :class:`~state.store.RocksStore`, one DB per shard under
+    ``state_dir``, all sharing this process's :class:`~state.options.MemoryBudget`."""
+    from state.options import MemoryBudget
+    from state.store import RocksStore
+
+    budget = MemoryBudget.shared()  # one budget per process, however many flows
+
+    def open_store(shard: str, resume: Any) -> JoinStore:
+        path = os.path.join(state_dir, shard)
+        if resume is None and os.path.exists(path):
+            shutil.rmtree(path)
+        return RocksStore(path, budget)
+
+    def close_store(store: JoinStore) -> None:
+        if isinstance(store, RocksStore):
+            store.close()
+
+    def size_probe(store: JoinStore) -> int | None:
+        if isinstance(store, RocksStore):
+            stats = store.stats()
+            return int(stats.disk_bytes + stats.memtable_bytes)
+        return None
+
+    return ShardRuntime(
+        spec=spec,
+        partitions=partitions,
+        clock=clock,
+        open_store=open_store,
+        close_store=close_store,
+        size_probe=size_probe,
+    )
+
+
+def local_shards(cfg: RunConfig, process_id: int) -> list[str]:
+    """The shards Bytewax runs on the workers of process ``process_id``."""
+    first = process_id * cfg.workers_per_process
+    names: list[str] = []
+    for w in range(first, first + cfg.workers_per_process):
+        names.extend(shards_of_worker(cfg.shards, w, cfg.workers))
+    return names
+
+
+def build_flow(cfg: RunConfig, process_id: int = 0, *, store: str = "rocksdb") -> Dataflow:
+    """The whole dataflow of a run, as built in process ``process_id``."""
+    flow = Dataflow("streamjoin")
+    batches = op.input("inputs", flow, FileSource(cfg))
+    partitions = cfg.partitions()
+    if store == "rocksdb":
+        runtime = rocks_runtime(cfg.spec, partitions, cfg.state_dir)
+    else:
+        runtime = memory_runtime(cfg.spec, partitions)
+    out = interval_join("interval_join", batches, runtime, cfg.shards)
+    names = shard_names(cfg.shards)
+    mine = local_shards(cfg, process_id)
+    streams: dict[OutputKind, KeyedBatches] = {
+        "joined": out.joined,
+        "late": out.late,
+        "invalid": out.invalid,
+    }
+    for kind, stream in streams.items():
+        directory = os.path.join(cfg.out_dir, kind)
+        sink = RowFileSink(directory, kind, cfg.output_format, names, mine)
+        op.output(f"{kind}_files", stream, sink)
+    op.output("stats_files", out.stats, StatsSink(stats_dir(cfg.out_dir)))
+    return flow
+
+
+def stats_dir(out_dir: str) -> str:
+    """Where the workers of a run leave their final counters."""
+    return os.path.join(out_dir, ".stats")

@@ -1,0 +1,307 @@
+"""Running a join: worker processes, ``run.json`` and the summary.
+
+:func:`run` prepares the output directory, starts ``processes`` cooperating
+Bytewax processes on this machine (``python -m dataflows.run worker ...``, each
+calling ``cluster_main`` with the addresses of all of them; the GIL serialises
+threads, so a run scales with processes), waits for them, samples the process
+tree's memory and the state's size on disk while they run, then sums the final
+counters every shard and source left in ``OUT/.stats/`` into ``OUT/run.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dataflows.config import RunConfig
+from dataflows.errors import RunError
+from joins import JoinCounters
+
+RUN_JSON_VERSION = 1
+OUTPUT_KINDS = ("joined", "late", "invalid")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run reports (``run.json``'s content, as a value)."""
+
+    out_dir: str
+    summary: dict[str, Any]
+
+    @property
+    def counters(self) -> JoinCounters:
+        return JoinCounters.from_dict(self.summary["counters"])
+
+
+def _config_path(out_dir: str) -> str:
+    return os.path.join(out_dir, ".run", "config.json")
+
+
+def prepare_out_dir(cfg: RunConfig) -> None:
+    """Empty the outputs of an earlier run in ``cfg.out_dir`` and write the config."""
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    for name in (*OUTPUT_KINDS, ".stats", ".run"):
+        shutil.rmtree(os.path.join(cfg.out_dir, name), ignore_errors=True)
+    for name in OUTPUT_KINDS:
+        os.makedirs(os.path.join(cfg.out_dir, name))
+    if os.path.exists(os.path.join(cfg.out_dir, "run.json")):
+        os.remove(os.path.join(cfg.out_dir, "run.json"))
+    os.makedirs(os.path.dirname(_config_path(cfg.out_dir)))
+    with open(_config_path(cfg.out_dir), "w", encoding="utf-8") as f:
+        json.dump(cfg.to_json(), f, indent=2)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class _Sampler(threading.Thread):
+    """Samples the RSS of the worker processes and the state's bytes on disk."""
+
+    def __init__(self, pids: list[int], state_dir: str, interval_s: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self._pids = pids
+        self._state_dir = state_dir
+        self._interval_s = interval_s
+        self._halt = threading.Event()
+        self.peak_rss_bytes = 0
+        self.peak_state_bytes = 0
+
+    def run(self) -> None:
+        while not self._halt.wait(self._interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        rss = sum(_rss_bytes(pid) for pid in self._pids)
+        self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+        self.peak_state_bytes = max(self.peak_state_bytes, _dir_bytes(self._state_dir))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
+def _dir_bytes(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _start_workers(cfg: RunConfig) -> list[subprocess.Popen[bytes]]:
+    config = _config_path(cfg.out_dir)
+    if cfg.processes == 1:
+        addresses = ""
+    else:
+        addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(cfg.processes))
+    return [
+        subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+            [
+                sys.executable,
+                "-m",
+                "dataflows.run",
+                "worker",
+                config,
+                "--process-id",
+                str(i),
+                "--addresses",
+                addresses,
+            ]
+        )
+        for i in range(cfg.processes)
+    ]
+
+
+def _wait(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Wait for all workers; if one fails, stop the others (the cluster is gone)."""
+    pending = list(procs)
+    while pending:
+        for proc in list(pending):
+            code = proc.poll()
+            if code is None:
+                continue
+            pending.remove(proc)
+            if code != 0:
+                for other in pending:
+                    other.terminate()
+                for other in pending:
+                    other.wait()
+                index = procs.index(proc)
+                msg = f"worker process {index} failed with exit code {code} (see its errors above)"
+                raise RunError(msg)
+        time.sleep(0.05)
+
+
+def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
+    """Run the join of ``cfg`` to the end of its inputs and write ``run.json``."""
+    prepare_out_dir(cfg)
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    procs = _start_workers(cfg)
+    sampler = _Sampler([p.pid for p in procs], cfg.state_dir)
+    sampler.start()
+    try:
+        _wait(procs)
+    finally:
+        sampler.stop()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    elapsed_s = time.monotonic() - t0
+    summary = summarize(cfg, elapsed_s, started, sampler.peak_state_bytes, sampler.peak_rss_bytes)
+    with open(os.path.join(cfg.out_dir, "run.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+    if cfg.state_dir == os.path.join(cfg.out_dir, "state"):
+        # Everything was evicted at end of input; recovery (#4) will keep it.
+        shutil.rmtree(cfg.state_dir, ignore_errors=True)
+    echo(format_summary(summary))
+    return RunResult(cfg.out_dir, summary)
+
+
+def summarize(
+    cfg: RunConfig,
+    elapsed_s: float,
+    started: datetime,
+    peak_state_bytes: int,
+    peak_rss_bytes: int,
+) -> dict[str, Any]:
+    """``run.json``: the run's parameters and the sum of all final counters."""
+    from dataflows.flow import stats_dir
+    from dataflows.sinks import read_stats
+
+    counters = JoinCounters()
+    invalid = {"left": 0, "right": 0}
+    read = {"left": 0, "right": 0}
+    shard_peaks = 0
+    shards_reported = 0
+    for item in read_stats(stats_dir(cfg.out_dir)):
+        if item.get("kind") == "shard":
+            counters.add(JoinCounters.from_dict(item))
+            shard_peaks += int(item.get("peak_state_bytes", 0))
+            shards_reported += 1
+        elif item.get("kind") == "source":
+            invalid[item["side"]] += int(item["invalid"])
+            read[item["side"]] += int(item["events"])
+    records_in = sum(read.values()) + sum(invalid.values())
+    spec = cfg.spec
+    return {
+        "version": RUN_JSON_VERSION,
+        "spec": {
+            "lower_ms": spec.lower_ms,
+            "upper_ms": spec.upper_ms,
+            "how": spec.how,
+            "max_out_of_orderness_ms": spec.max_out_of_orderness_ms,
+            "allowed_lateness_ms": spec.allowed_lateness_ms,
+            "idle_timeout_ms": spec.idle_timeout_ms,
+        },
+        "inputs": {"left": cfg.left.to_json(), "right": cfg.right.to_json()},
+        "output_format": cfg.output_format,
+        "counters": {**counters.to_dict(), "invalid": invalid},
+        "events_read": read,
+        "records_in": records_in,
+        "processes": cfg.processes,
+        "workers_per_process": cfg.workers_per_process,
+        "shards": cfg.shards,
+        "shards_reported": shards_reported,
+        "state_dir": cfg.state_dir,
+        "started_at": started.isoformat(),
+        "finished_at": (started + timedelta(seconds=elapsed_s)).isoformat(),
+        "elapsed_s": round(elapsed_s, 3),
+        "events_per_s": round(records_in / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+        "peak_state_bytes": max(peak_state_bytes, shard_peaks),
+        "peak_rss_bytes": peak_rss_bytes,
+        "outputs": {k: os.path.join(cfg.out_dir, k) for k in OUTPUT_KINDS},
+    }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The human summary printed at the end of a run."""
+    c = s["counters"]
+    left, right = c["left"], c["right"]
+    unmatched = left["unmatched_emitted"] + right["unmatched_emitted"]
+    mib = 1024 * 1024
+    lines = [
+        f"streamjoin: {s['spec']['how']} join finished in {s['elapsed_s']:.1f} s "
+        f"({s['processes']} process(es) x {s['workers_per_process']} worker(s), "
+        f"{s['shards']} shards)",
+        f"  events in      left {left['events_in']:>10,}   right {right['events_in']:>10,}",
+        f"  matched pairs  {c['pairs']:>10,}",
+        f"  unmatched rows {unmatched:>10,}   (dropped on inner sides: "
+        f"{left['unmatched_dropped'] + right['unmatched_dropped']:,})",
+        f"  late           left {left['late']:>10,}   right {right['late']:>10,}",
+        f"  duplicates     left {left['duplicates']:>10,}   right {right['duplicates']:>10,}",
+        f"  invalid        left {c['invalid']['left']:>10,}   right {c['invalid']['right']:>10,}",
+        f"  retained       left {left['retained']:>10,}   right {right['retained']:>10,}",
+        f"  throughput     {s['events_per_s']:,.0f} events/s",
+        f"  peak state     {s['peak_state_bytes'] / mib:,.1f} MiB on disk;"
+        f" peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB (all processes)",
+        f"  outputs        {s['outputs']['joined']}/  late/  invalid/  and run.json",
+    ]
+    return "\n".join(lines)
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    """One Bytewax process of a run (started by :func:`run`)."""
+    from bytewax.testing import cluster_main
+
+    from dataflows.flow import build_flow
+
+    parser = argparse.ArgumentParser(prog="python -m dataflows.run worker")
+    parser.add_argument("config")
+    parser.add_argument("--process-id", type=int, required=True)
+    parser.add_argument("--addresses", default="")
+    args = parser.parse_args(argv)
+    cfg = RunConfig.from_json(json.loads(Path(args.config).read_text(encoding="utf-8")))
+    flow = build_flow(cfg, args.process_id)
+    addresses = [a for a in args.addresses.split(";") if a]
+    cluster_main(  # type: ignore[no-untyped-call]
+        flow,
+        addresses,
+        args.process_id,
+        epoch_interval=timedelta(milliseconds=cfg.epoch_interval_ms),
+        worker_count_per_proc=cfg.workers_per_process,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        sys.exit(worker_main(sys.argv[2:]))
+    sys.exit("usage: python -m dataflows.run worker CONFIG --process-id N --addresses A;B")
