@@ -1,0 +1,137 @@
+"""Serving a process's metrics over HTTP for Prometheus to scrape.
+
+Every process of a run serves its own :class:`~dataflows.metrics.JoinMetrics`
+registry on its own port, ``base port + process index`` (:func:`process_port`),
+bound to ``127.0.0.1`` unless told otherwise: the metrics say nothing secret,
+but a port open to the network is a decision for whoever runs the service.
+``grafana/prometheus.yml`` scrapes ``127.0.0.1:9464`` and up.
+
+Bytewax's own endpoint is separate and may stay available: ``python -m
+bytewax.run`` with the environment variable ``BYTEWAX_DATAFLOW_API_ENABLED=true``
+serves ``http://0.0.0.0:3030/metrics`` (port set by ``BYTEWAX_DATAFLOW_API_PORT``),
+with Bytewax's own per-step metrics and prometheus_client's *default* registry.
+Runs started by ``streamjoin run`` (``bytewax.testing.cluster_main``) do not
+start it, and it has no watermark, state or lag metrics: those are here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, RestrictedRegistry
+
+#: The default base port (Prometheus' "default port allocations" wiki lists
+#: 9464 for OpenTelemetry's Prometheus exporter; any free port will do).
+DEFAULT_METRICS_PORT = 9464
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+class _ScrapeCounter(Collector):
+    """``registry`` as served over HTTP, counting the scrapes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._cond = threading.Condition()
+        self.scrapes = 0
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry.collect()
+        with self._cond:
+            self.scrapes += 1
+            self._cond.notify_all()
+
+    def restricted_registry(self, names: Iterable[str]) -> RestrictedRegistry:
+        # ``/metrics?name[]=...``; such partial reads are not counted as scrapes.
+        return self._registry.restricted_registry(names)
+
+    def wait(self, after: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self.scrapes <= after:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+
+@dataclass(frozen=True)
+class MetricsServer:
+    """A running metrics endpoint: ``http://{host}:{port}/metrics``."""
+
+    host: str
+    port: int
+    _server: WSGIServer
+    _thread: threading.Thread
+    _counter: _ScrapeCounter
+
+    @property
+    def scrapes(self) -> int:
+        """Complete reads of ``/metrics`` so far."""
+        return self._counter.scrapes
+
+    def wait_for_scrape(self, after: int, timeout_s: float) -> bool:
+        """Wait until ``/metrics`` has been read more than ``after`` times.
+
+        At the end of a run, a process takes ``n = server.scrapes`` after its last
+        observation and waits for scrape ``n + 1`` (a few scrape intervals at
+        most) before it exits, so that Prometheus sees the final counters.
+        Returns False on timeout (nobody is scraping).
+        """
+        return self._counter.wait(after, timeout_s)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The address the listening socket is bound to."""
+        host, port = self._server.socket.getsockname()[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def process_port(base_port: int, process_index: int) -> int:
+    """The metrics port of process ``process_index`` of a run (0 stays 0: ephemeral)."""
+    if base_port < 0 or process_index < 0:
+        msg = f"ports and process indexes are >= 0, got port {base_port}, process {process_index}"
+        raise ValueError(msg)
+    if base_port == 0:
+        return 0
+    port = base_port + process_index
+    if port > 65535:
+        msg = f"metrics port {base_port} + process {process_index} = {port} is above 65535"
+        raise ValueError(msg)
+    return port
+
+
+def serve_metrics(
+    registry: CollectorRegistry,
+    port: int = DEFAULT_METRICS_PORT,
+    *,
+    host: str = DEFAULT_METRICS_HOST,
+) -> MetricsServer:
+    """Serve ``registry`` at ``http://host:port/metrics`` on a daemon thread.
+
+    ``port=0`` picks a free port; the returned server says which. Raises
+    ``OSError`` (e.g. the port is taken) with the address in the message.
+    """
+    counter = _ScrapeCounter(registry)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=counter)
+    except OSError as exc:
+        msg = f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+        raise OSError(exc.errno, msg) from exc
+    return MetricsServer(host, int(server.server_port), server, thread, counter)
