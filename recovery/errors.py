@@ -1,0 +1,29 @@
+"""Errors of the recovery package.
+
+Everything ``recovery/`` raises on purpose derives from :class:`RecoveryError`,
+itself a :class:`joins.errors.StreamJoinError`. I/O and SQLite errors are wrapped
+at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from joins.errors import StreamJoinError
+
+
+class RecoveryError(StreamJoinError):
+    """The recovery store cannot do what was asked (layout, I/O, SQLite)."""
+
+
+class IncompatibleRecoveryError(RecoveryError):
+    """A recovery directory was initialised for another join configuration or
+    shard count than the one asked for: resuming would give wrong results."""
+
+
+class SnapshotDecodeError(RecoveryError, ValueError):
+    """A recovery row that claims to be a shard snapshot cannot be decoded
+    (unknown class, wrong version, malformed fields)."""
+
+
+class CheckpointMissingError(RecoveryError, FileNotFoundError):
+    """A snapshot references a checkpoint that is not on disk (deleted, or the
+    checkpoint root is not reachable from this process)."""

@@ -1,0 +1,244 @@
+"""The recovery directory: its layout, ``run_manifest.json`` and compatibility.
+
+::
+
+    <recovery-dir>/
+        run_manifest.json         what this store is for (written once, at first use)
+        part-0.sqlite3 ...        Bytewax's recovery partitions
+        checkpoints/<shard>/...   RocksDB checkpoints (see recovery.checkpoints)
+
+``recovery/`` never imports Bytewax: the SQLite partitions are created by the
+caller (``dataflows/``) with ``python -m bytewax.recovery DIR N`` when
+:attr:`RecoveryLayout.needs_partitions` is true, right after
+:func:`init_recovery_dir`. The partition count is fixed by that first call;
+later ``partitions`` arguments are ignored (the manifest keeps the first).
+
+The manifest records the :class:`~recovery.identity.JoinIdentity` (join spec
+and shard count) and where the checkpoints live (``checkpoint_root``: relative
+to the directory, or absolute). :func:`check_compatible` refuses a resume with
+another identity, naming both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recovery.checkpoints import CheckpointStore
+from recovery.errors import IncompatibleRecoveryError, RecoveryError
+from recovery.identity import JoinIdentity
+from recovery.partitions import partition_files
+
+MANIFEST_NAME = "run_manifest.json"
+LOCK_NAME = ".run.lock"
+MANIFEST_VERSION = 1
+DEFAULT_CHECKPOINT_ROOT = "checkpoints"
+
+
+@dataclass(frozen=True, slots=True)
+class RunManifest:
+    """``run_manifest.json``: what a recovery directory was initialised for."""
+
+    identity: JoinIdentity
+    partitions: int
+    checkpoint_root: str = DEFAULT_CHECKPOINT_ROOT
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.partitions, int) or self.partitions <= 0:
+            msg = f"recovery partitions must be a positive integer, got {self.partitions!r}"
+            raise RecoveryError(msg)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": MANIFEST_VERSION,
+            "fingerprint": self.identity.fingerprint,
+            **self.identity.to_json(),
+            "partitions": self.partitions,
+            "checkpoint_root": self.checkpoint_root,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = "manifest") -> RunManifest:
+        if data.get("version") != MANIFEST_VERSION:
+            msg = f"{source}: unsupported manifest version {data.get('version')!r}"
+            raise RecoveryError(msg)
+        try:
+            manifest = cls(
+                JoinIdentity.from_json(data),
+                int(data["partitions"]),
+                str(data["checkpoint_root"]),
+            )
+        except (KeyError, TypeError, ValueError, RecoveryError) as exc:
+            msg = f"{source}: malformed manifest: {exc}"
+            raise RecoveryError(msg) from exc
+        if data.get("fingerprint") != manifest.identity.fingerprint:
+            msg = f"{source}: fingerprint does not match the recorded configuration"
+            raise RecoveryError(msg)
+        return manifest
+
+
+class RecoveryLayout:
+    """Paths of one recovery directory, and its manifest."""
+
+    def __init__(self, directory: str | os.PathLike[str], manifest: RunManifest) -> None:
+        self.dir = Path(directory)
+        self.manifest = manifest
+
+    @property
+    def identity(self) -> JoinIdentity:
+        return self.manifest.identity
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / MANIFEST_NAME
+
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.dir / self.manifest.checkpoint_root  # an absolute root wins in `/`
+
+    @property
+    def checkpoints(self) -> CheckpointStore:
+        return CheckpointStore(self.checkpoint_root)
+
+    def partition_files(self) -> list[Path]:
+        return partition_files(self.dir)
+
+    @property
+    def needs_partitions(self) -> bool:
+        """True until ``python -m bytewax.recovery DIR N`` has created the files."""
+        return not self.partition_files()
+
+    def bytewax_init_command(self) -> list[str]:
+        """The arguments after ``python`` that create the SQLite partitions."""
+        return ["-m", "bytewax.recovery", str(self.dir), str(self.manifest.partitions)]
+
+    @contextlib.contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Held (shared) by every process of a run for as long as it uses the
+        directory: a quiescent clean-up then refuses to run. ``flock`` based, so
+        it is only seen by processes on the same host."""
+        with _flock(self.dir / LOCK_NAME, fcntl.LOCK_SH):
+            yield
+
+    @contextlib.contextmanager
+    def quiescent_lock(self) -> Iterator[None]:
+        """Exclusive: proves that no process holding :meth:`run_lock` runs, and
+        keeps a run from starting until released. Raises if a run holds it."""
+        try:
+            with _flock(self.dir / LOCK_NAME, fcntl.LOCK_EX | fcntl.LOCK_NB):
+                yield
+        except BlockingIOError as exc:
+            msg = f"a run is using the recovery directory {self.dir} (it holds {LOCK_NAME})"
+            raise RecoveryError(msg) from exc
+
+
+@contextlib.contextmanager
+def _flock(path: Path, how: int) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, how)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def write_manifest(path: Path, manifest: RunManifest) -> None:
+    """Write ``manifest`` to ``path`` atomically (a temporary file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n", "utf-8")
+    os.replace(tmp, path)
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> RunManifest | None:
+    """The manifest of a recovery directory, ``None`` if it has none."""
+    path = Path(directory) / MANIFEST_NAME
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        msg = f"cannot read {path}: {exc}"
+        raise RecoveryError(msg) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"{path} is not valid JSON: {exc}"
+        raise RecoveryError(msg) from exc
+    if not isinstance(data, dict):
+        msg = f"{path}: expected a JSON object"
+        raise RecoveryError(msg)
+    return RunManifest.from_json(data, str(path))
+
+
+def open_recovery_dir(directory: str | os.PathLike[str]) -> RecoveryLayout:
+    """An existing recovery directory (for ``snapshots``, ``replay``, clean-up)."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        msg = f"{directory} is not a streamjoin recovery directory (no {MANIFEST_NAME})"
+        raise RecoveryError(msg)
+    return RecoveryLayout(directory, manifest)
+
+
+def check_compatible(manifest: RunManifest, identity: JoinIdentity, where: str = "") -> None:
+    """Refuse ``identity`` unless it is the one ``manifest`` was initialised for."""
+    recorded = manifest.identity
+    if recorded.fingerprint == identity.fingerprint:
+        return
+    place = f" {where}" if where else ""
+    msg = (
+        f"this recovery directory{place} was initialised for {recorded.describe()}; "
+        f"you asked for {identity.describe()} (differs in: "
+        f"{', '.join(recorded.differences(identity))}). Resume with the same "
+        "configuration, or use a new recovery directory."
+    )
+    raise IncompatibleRecoveryError(msg)
+
+
+def init_recovery_dir(
+    directory: str | os.PathLike[str],
+    identity: JoinIdentity,
+    partitions: int,
+    *,
+    checkpoint_root: str | os.PathLike[str] | None = None,
+) -> RecoveryLayout:
+    """Create a recovery directory at first use, or check an existing one.
+
+    First use: creates the directory, the checkpoint root and the manifest.
+    Later: raises :class:`~recovery.errors.IncompatibleRecoveryError` if the
+    identity differs; ``partitions`` and ``checkpoint_root`` are then ignored in
+    favour of the recorded ones. Either way the caller then runs
+    :meth:`RecoveryLayout.bytewax_init_command` if
+    :attr:`RecoveryLayout.needs_partitions`.
+    """
+    root = Path(directory)
+    existing = read_manifest(root)
+    if existing is not None:
+        check_compatible(existing, identity, str(root))
+        layout = RecoveryLayout(root, existing)
+    else:
+        if partition_files(root):
+            msg = (
+                f"{root} holds recovery partitions but no {MANIFEST_NAME}: it was not "
+                "created by streamjoin; refusing to guess its configuration"
+            )
+            raise RecoveryError(msg)
+        manifest = RunManifest(
+            identity,
+            partitions,
+            DEFAULT_CHECKPOINT_ROOT if checkpoint_root is None else os.fspath(checkpoint_root),
+        )
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = f"cannot create recovery directory {root}: {exc}"
+            raise RecoveryError(msg) from exc
+        write_manifest(root / MANIFEST_NAME, manifest)
+        layout = RecoveryLayout(root, manifest)
+    layout.checkpoint_root.mkdir(parents=True, exist_ok=True)
+    return layout
