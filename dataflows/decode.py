@@ -280,7 +280,11 @@ def _jsonl(
             if not line or line.isspace():
                 continue
             try:
-                rec = loads(line)
+                if line[:1] == b"{" and line[1:2] != b"\x00":
+                    # what json.loads detects for such bytes, minus the detection
+                    rec = loads(line.decode("utf-8", "surrogatepass"))
+                else:
+                    rec = loads(line)
             except json.JSONDecodeError as exc:
                 reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
                 batch.append(Invalid(side, reason, _text(line), partition, off))

@@ -4,6 +4,9 @@ An event joins several partners (a play matches every impression of its key in
 the window), and encoding the input record is most of the cost of a joined
 line. :class:`JoinedLineEncoder` caches, per event identity, the JSON fragments
 of its record, eid, partition and offset, and assembles each line from them.
+Events that come out of a store usually carry their record's JSON text already
+(``Event.record_json``, the same compact ASCII encoding): those are not encoded
+or cached at all.
 
 The output is byte for byte ``records.json_line(records.joined_record(row))``
 (a test holds the two together); :mod:`dataflows.records` stays the definition
@@ -31,9 +34,18 @@ class JoinedLineEncoder:
     def __init__(self, cache_events: int = CACHE_EVENTS) -> None:
         self._cache: dict[tuple[str, bytes], tuple[str, str, str, str]] = {}
         self._limit = cache_events
+        self._partition_json: dict[str, str] = {}
 
     def _parts(self, e: Event) -> tuple[str, str, str, str]:
         """``(record, "eid", partition, offset)`` as JSON text."""
+        text = e.record_json
+        if text is not None:
+            part = self._partition_json.get(e.partition)
+            if part is None:
+                if len(self._partition_json) >= self._limit:
+                    self._partition_json.clear()
+                part = self._partition_json[e.partition] = json_line(e.partition)
+            return text, '"' + e.eid.hex() + '"', part, str(e.offset)
         ident = (e.side, e.identity)
         parts = self._cache.get(ident)
         if parts is None:

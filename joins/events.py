@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Side = Literal["left", "right"]
@@ -38,6 +38,9 @@ class Event:
 
     ``ts`` is event time in epoch milliseconds; ``partition`` and ``offset`` say
     where the event was read (they are not part of its identity).
+    ``record_json``, when a store has it at hand, is ``record`` as compact
+    ASCII JSON text (``separators=(",", ":")``, NaN allowed), so that outputs
+    need not encode the record again; it takes no part in equality.
     """
 
     side: Side
@@ -47,6 +50,7 @@ class Event:
     record: dict[str, Any]
     partition: str = ""
     offset: int = 0
+    record_json: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def identity(self) -> bytes:

@@ -8,7 +8,9 @@ counts. Reads merge the overlay over the DB:
 - ``contains_many``: overlay, then one multi-get (whole-key bloom filters);
 - ``scan``: one range seek per probe on an iterator reused for the whole batch;
 - ``evict``: a walk of the expiry index from where the last sweep stopped, so
-  the tombstones of earlier sweeps are not stepped over again.
+  the tombstones of earlier sweeps are not stepped over again. Evicted entries
+  decode their value only when their event is read (:class:`EvictedEntry`):
+  the join reads only those of the outer side that never matched.
 
 Durability: the WAL is written but not fsynced at commit, so a committed batch
 survives a process crash; snapshots go through :meth:`RocksStore.checkpoint`.
@@ -34,12 +36,38 @@ from state.snapshot import clone_files, create_checkpoint
 from state.stats import StoreStats, read_properties, read_stats
 
 _NO_ITER: Any = None
+#: Not in the overlay (the overlay's None means deleted).
+_ABSENT: Any = object()
 
 
 def _total_order() -> rocksdict.ReadOptions:
     opts = rocksdict.ReadOptions()
     opts.set_total_order_seek(True)
     return opts
+
+
+class EvictedEntry(Entry):
+    """An evicted :class:`~joins.store.Entry` whose event is decoded on first read."""
+
+    __slots__ = ("_decoded", "_key", "_store", "_value")
+
+    def __init__(self, store: RocksStore, k: bytes, value: bytes) -> None:
+        # Entry's own ``event`` slot is shadowed by the property below.
+        self.matched = is_matched(value)
+        self._store = store
+        self._key = k
+        self._value = value
+        self._decoded: Event | None = None
+
+    @property
+    def event(self) -> Event:
+        if self._decoded is None:
+            self._decoded = self._store._decode_entry(self._key, self._value).event
+        return self._decoded
+
+    @event.setter
+    def event(self, event: Event) -> None:
+        self._decoded = event
 
 
 class RocksStore:
@@ -162,42 +190,57 @@ class RocksStore:
         plen = len(prefix)
         lower, upper = layout.scan_bounds(side, key, lo_ts, hi_ts)
         pending = self._pending
-        rows: dict[bytes, Entry] = {}
+        read = self._read
+        keys: list[bytes] = []
+        rows: list[Entry] = []
         it = self._iterator()
         it.seek(lower)
         while it.valid():
             k: bytes = it.key()
             if k >= upper:
                 break
-            value: bytes | None = it.value()
-            if k in pending:
-                value = pending[k]
+            # the overlay wins; a None there is a deletion
+            value: bytes | None = pending.get(k, _ABSENT) if pending else _ABSENT
+            if value is _ABSENT:
+                value = it.value()
             if value is not None:
-                self._read[k] = value
-                rows[k] = self._entry(side, key, k, plen, value)
+                read[k] = value
+                keys.append(k)
+                rows.append(Entry(self._decode_event(side, key, k, plen, value), is_matched(value)))
             it.next()
         mine = self._pending_by_prefix.get(prefix)
-        if mine:
-            for k in mine:
-                if lower <= k < upper and k not in rows:
-                    value = pending[k]
-                    if value is not None:
-                        rows[k] = Entry(self._pending_events[k], is_matched(value))
-            return [rows[k] for k in sorted(rows)]
-        return list(rows.values())
+        if not mine:
+            return rows
+        merged = dict(zip(keys, rows, strict=True))
+        for k in mine:
+            if lower <= k < upper and k not in merged:
+                value = pending[k]
+                if value is not None:
+                    merged[k] = Entry(self._pending_events[k], is_matched(value))
+        return [merged[k] for k in sorted(merged)]
 
-    def _entry(self, side: Side, key: str, k: bytes, plen: int, value: bytes) -> Entry:
+    def _decode_event(self, side: Side, key: str, k: bytes, plen: int, value: bytes) -> Event:
         ts, eid = layout.entry_time_eid(k, plen)
         stored = self.codec.decode(value)
-        event = Event(side, key, ts, eid, stored.record, stored.partition, stored.offset)
-        return Entry(event, stored.matched)
+        return Event(
+            side, key, ts, eid, stored.record, stored.partition, stored.offset, stored.record_json
+        )
 
     def insert(self, event: Event, matched: bool, bound: int) -> None:
         """Retain ``event`` (not present yet) until ``W - A > bound``."""
         side = event.side
         prefix = layout.key_prefix(side, event.key)
         k = prefix + layout.encode_time(event.ts) + event.eid
-        self._pending[k] = self.codec.encode(event.partition, event.offset, event.record, matched)
+        value, text = self.codec.encode_with_json(
+            event.partition, event.offset, event.record, matched
+        )
+        self._pending[k] = value
+        if text is not None and event.record_json is None:
+            # the retained copy carries its JSON text: outputs need not encode it again
+            event = Event(
+                side, event.key, event.ts, event.eid, event.record, event.partition,
+                event.offset, text,
+            )  # fmt: skip
         self._pending_events[k] = event
         self._pending_by_prefix.setdefault(prefix, []).append(k)
         x = layout.expiry_key(side, bound, k)
@@ -232,20 +275,22 @@ class RocksStore:
         for x in chosen:
             k = x[10:]
             value = pending[k] if k in pending else self._read.get(k)
-            if value is not None and k in self._pending_events:
-                entries.append(Entry(self._pending_events[k], is_matched(value)))
-            elif value is not None:
-                entries.append(self._decode_entry(k, value))
-            else:
+            if value is None:
                 ask.append(k)
                 ask_at.append(len(entries))
                 entries.append(None)
+                continue
+            event = self._pending_events.get(k)
+            if event is not None:
+                entries.append(Entry(event, is_matched(value)))
+            else:
+                entries.append(EvictedEntry(self, k, value))
         if ask:
             for i, k, value in zip(ask_at, ask, self._multi_get(ask), strict=True):
                 if value is None:
                     msg = f"expiry index points at a missing entry {k[:40]!r} in {self.path}"
                     raise StateError(msg)
-                entries[i] = self._decode_entry(k, value)
+                entries[i] = EvictedEntry(self, k, value)
         for x in chosen:
             pending[x] = None
             pending[x[10:]] = None
@@ -255,7 +300,8 @@ class RocksStore:
 
     def _decode_entry(self, k: bytes, value: bytes) -> Entry:
         side, key, _ts, _eid = layout.decode_entry_key(k)
-        return self._entry(side, key, k, layout.prefix_length(key), value)
+        event = self._decode_event(side, key, k, layout.prefix_length(key), value)
+        return Entry(event, is_matched(value))
 
     def _expiry_head(self, side: Side, below: int, limit: int) -> list[bytes]:
         """The first ``limit`` live expiry keys of ``side`` with bound ``< below``."""

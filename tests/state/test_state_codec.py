@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from joins import Event, content_id
 from state import layout
-from state.codec import StateCodec, default_schema, is_matched, schema_fingerprint, with_matched
+from state.codec import (
+    StateCodec,
+    default_schema,
+    is_matched,
+    schema_fingerprint,
+    v1_schema,
+    with_matched,
+)
 from state.errors import StateDecodeError, StateError
 from state.options import MemoryBudget, RocksOptions
 from state.store import RocksStore
@@ -133,3 +140,54 @@ def test_newer_reader_reads_state_written_with_v1(tmp_path: Path) -> None:
         assert raw is not None
         assert raw[1:9] == CODEC.fingerprint
     assert json.loads(v2.schema_json)["fields"][-1]["name"] == "ingest_ms"
+
+
+def test_v2_reads_state_written_with_the_v1_map_schema(tmp_path: Path) -> None:
+    budget = MemoryBudget(
+        RocksOptions(total_bytes=16 * MIB, write_buffer_bytes=4 * MIB, memtable_bytes=2 * MIB)
+    )
+    v1 = StateCodec(v1_schema())
+    assert v1.fingerprint != CODEC.fingerprint
+    old = Event("left", "k", 5, content_id(b"old"), {"a": 1, "b": [1, "x"], "f": 1.0}, "p1", 42)
+    with RocksStore(tmp_path / "db", budget, v1) as store:
+        store.insert(old, False, 100)
+    new = Event("left", "k", 6, content_id(b"new"), {"c": None}, "p2", 43)
+    with RocksStore(tmp_path / "db", budget, StateCodec()) as store:
+        got = store.scan("left", "k", 0, 10)
+        assert [e.event for e in got] == [old]
+        assert same(got[0].event.record, old.record)
+        store.mark_matched(old)
+        store.insert(new, False, 100)
+    with RocksStore(tmp_path / "db", budget, StateCodec()) as store:
+        got = store.scan("left", "k", 0, 10)
+        assert [(e.event, e.matched) for e in got] == [(old, True), (new, False)]
+        evicted = store.evict("left", 2**62, 10)
+        assert [(e.event, e.matched) for e in evicted] == [(old, True), (new, False)]
+
+
+@given(records, st.text(), st.integers(-(2**63), 2**63 - 1), st.booleans())
+def test_hand_written_v2_body_is_what_fastavro_writes(
+    record: dict[str, Any], partition: str, offset: int, m: bool
+) -> None:
+    generic = StateCodec(default_schema())
+    generic._fast = False  # the fastavro path of the same schema
+    value = CODEC.encode(partition, offset, record, m)
+    assert value == generic.encode(partition, offset, record, m)
+    got = generic.decode(value)
+    assert same(got.record, record)
+    assert (got.partition, got.offset) == (partition, offset)
+
+
+@given(records)
+def test_record_json_is_the_output_encoding_of_the_record(record: dict[str, Any]) -> None:
+    from dataflows.joined_lines import JoinedLineEncoder
+    from dataflows.records import joined_record, json_line
+    from joins import Unmatched
+
+    stored = CODEC.decode(CODEC.encode("p", 1, record, False))
+    assert stored.record_json == json_line(record)
+    plain = Event("left", "k", 5, content_id(b"x"), record, "p", 1)
+    carried = Event("left", "k", 5, content_id(b"x"), stored.record, "p", 1, stored.record_json)
+    assert carried == plain
+    row = Unmatched(carried)
+    assert JoinedLineEncoder().lines([row]) == [json_line(joined_record(Unmatched(plain)))]

@@ -1,0 +1,50 @@
+"""Eviction decodes a value only when the evicted entry's event is read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from joins import Event, content_id
+from state.codec import StateCodec, StoredValue
+from state.options import MIB, MemoryBudget, RocksOptions
+from state.store import RocksStore
+
+
+class CountingCodec(StateCodec):
+    def __init__(self) -> None:
+        super().__init__()
+        self.decoded = 0
+
+    def decode(self, value: bytes) -> StoredValue:
+        self.decoded += 1
+        return super().decode(value)
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_evicted_entries_decode_lazily(tmp_path: Path, committed: bool) -> None:
+    budget = MemoryBudget(
+        RocksOptions(total_bytes=16 * MIB, write_buffer_bytes=4 * MIB, memtable_bytes=2 * MIB)
+    )
+    codec = CountingCodec()
+    a = Event("left", "k", 5, content_id(b"a"), {"a": [1, 2.5]}, "p", 1)
+    b = Event("left", "k", 6, content_id(b"b"), {"b": None}, "p", 2)
+    with RocksStore(tmp_path / "db", budget, codec) as store:
+        store.insert(a, False, 10)
+        store.insert(b, False, 11)
+        store.commit()
+        store.mark_matched(a)
+        if committed:
+            store.commit()
+        evicted = store.evict("left", 100, 10)
+        assert [e.matched for e in evicted] == [True, False]
+        assert codec.decoded == 0  # the matched flag is byte 0: nothing decoded yet
+        assert evicted[1].event == b
+        assert evicted[1].event.record_json == '{"b":null}'
+        assert codec.decoded == 1
+        assert evicted[0].event == a
+        assert evicted[0].event.record == {"a": [1, 2.5]}
+        assert codec.decoded == 2
+        assert store.count("left") == 0
+        assert store.scan("left", "k", 0, 100) == []
