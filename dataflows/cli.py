@@ -98,6 +98,31 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     out.add_argument("--shards", type=int, metavar="S", help="virtual shards (default 32)")
     out.add_argument("--batch-size", type=int, metavar="N", help="records per read (default 10000)")
     out.add_argument("--config", metavar="FILE", help="TOML or JSON file with the same keys")
+    add_metrics_flags(p)
+    from dataflows.snapshots_cli import add_recovery_flags
+
+    add_recovery_flags(p)
+
+
+def add_metrics_flags(p: argparse.ArgumentParser) -> None:
+    """``--metrics-port``, ``--metrics-host`` and ``--metrics-linger`` (run and demo)."""
+    mon = p.add_argument_group("metrics (Prometheus; see grafana/README.md)")
+    mon.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="process i serves http://HOST:P+i/metrics; 0: an ephemeral port each "
+        "(printed, and in run.json); default 9464, or ephemeral if 9464+i is taken",
+    )
+    mon.add_argument(
+        "--metrics-host", metavar="ADDR", help="address to bind metrics to (default 127.0.0.1)"
+    )
+    mon.add_argument(
+        "--metrics-linger",
+        metavar="DURATION",
+        help="at the end, a process that was scraped waits up to this long (and 3 scrape "
+        "intervals) for a scrape of its final counts (default 30s; 0: never)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -142,6 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     val.add_argument("dir", metavar="DIR", help="the --out directory of a run")
 
+    from dataflows.snapshots_cli import add_recovery_commands
+
+    add_recovery_commands(sub)
+
     demo = sub.add_parser(
         "demo",
         help="generate ~1M events, join them with 2 processes, validate",
@@ -152,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-out", metavar="DIR")
     demo.add_argument("--impressions", type=int, default=700_000, metavar="N")
     demo.add_argument("--processes", type=int, default=2, metavar="N")
+    add_metrics_flags(demo)
     return parser
 
 
@@ -183,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command in ("snapshots", "replay"):
+            from dataflows.snapshots_cli import recovery_command
+
+            return recovery_command(args)
         if args.command == "generate":
             from dataflows.demo import generate_command
 

@@ -14,7 +14,14 @@ and underscores are interchangeable in a file):
 (durations such as ``30m``, ``5s``, ``250ms`` or integer milliseconds),
 ``out``, ``output_format`` (jsonl | avro), ``processes``,
 ``workers_per_process``, ``state_dir``, ``shards``, ``batch_size``,
-``heartbeat`` (a duration), ``epoch_interval`` (a duration).
+``heartbeat`` (a duration), ``epoch_interval`` (a duration), ``metrics_port``
+(base port: process i serves ``/metrics`` on it + i; ``0``: ephemeral ports;
+unset: 9464 + i when free), ``metrics_host`` (default 127.0.0.1),
+``metrics_linger`` (a duration, default 30s: the most a scraped process waits
+at the end for the scrape of its final counts; 0: never), ``recovery_dir``,
+``backup_interval`` (a duration) and ``read_delay`` (a duration; testing only)
+(issue #4, :mod:`dataflows.recovering`; ``--snapshot-interval`` sets
+``epoch_interval``).
 """
 
 from __future__ import annotations
@@ -62,6 +69,12 @@ KEYS = (
     "batch_size",
     "heartbeat",
     "epoch_interval",
+    "metrics_port",
+    "metrics_host",
+    "metrics_linger",
+    "recovery_dir",
+    "backup_interval",
+    "read_delay",
 )
 _DURATIONS = (
     "lower",
@@ -71,6 +84,9 @@ _DURATIONS = (
     "idle_timeout",
     "heartbeat",
     "epoch_interval",
+    "metrics_linger",
+    "backup_interval",
+    "read_delay",
 )
 DEFAULTS: dict[str, Any] = {
     "format": "jsonl",
@@ -91,6 +107,12 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 10_000,
     "heartbeat": "1s",
     "epoch_interval": "10s",
+    "metrics_port": None,
+    "metrics_host": "127.0.0.1",
+    "metrics_linger": "30s",
+    "recovery_dir": None,
+    "backup_interval": "0",
+    "read_delay": "0",
 }
 
 
@@ -148,6 +170,18 @@ class RunConfig:
     batch_size: int = 10_000
     heartbeat_ms: int = 1000
     epoch_interval_ms: int = 10_000
+    #: Base metrics port (process i serves on it + i; 0: ephemeral ports); None:
+    #: the default base port when free, else ephemeral (see metrics_wiring).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    #: The most a process waits at the end for a scrape of its final counts.
+    metrics_linger_ms: int = 30_000
+    #: Recovery (issue #4, :mod:`dataflows.recovering`): the recovery directory
+    #: ("" = off), how long Bytewax keeps superseded snapshots, and a test-only
+    #: delay before each source read (the crash harness).
+    recovery_dir: str = ""
+    backup_interval_ms: int = 0
+    read_delay_ms: int = 0
 
     def __post_init__(self) -> None:
         _choice("output-format", self.output_format, OUTPUT_FORMATS)
@@ -157,6 +191,9 @@ class RunConfig:
         _int_range("batch-size", self.batch_size, 1, 1_000_000)
         _int_range("heartbeat", self.heartbeat_ms, 1, 3_600_000)
         _int_range("epoch-interval", self.epoch_interval_ms, 1, 86_400_000)
+        _check_metrics(self)
+        _int_range("backup-interval", self.backup_interval_ms, 0, 86_400_000)
+        _int_range("read-delay", self.read_delay_ms, 0, 60_000)
         if not self.out_dir:
             msg = "--out is required: the directory to write joined/, late/, invalid/ to"
             raise ConfigError(msg)
@@ -191,6 +228,12 @@ class RunConfig:
             "batch_size": self.batch_size,
             "heartbeat_ms": self.heartbeat_ms,
             "epoch_interval_ms": self.epoch_interval_ms,
+            "metrics_port": self.metrics_port,
+            "metrics_host": self.metrics_host,
+            "metrics_linger_ms": self.metrics_linger_ms,
+            "recovery_dir": self.recovery_dir,
+            "backup_interval_ms": self.backup_interval_ms,
+            "read_delay_ms": self.read_delay_ms,
         }
 
     @classmethod
@@ -216,6 +259,8 @@ class RunConfig:
             right=sides["right"],
             spec=spec,
             **{k: data[k] for k in _SCALARS},
+            **{k: data[k] for k in _METRICS_SCALARS if k in data},
+            **{k: data[k] for k in _RECOVERY_SCALARS if k in data},
         )
 
 
@@ -230,6 +275,26 @@ _SCALARS = (
     "heartbeat_ms",
     "epoch_interval_ms",
 )
+
+
+_METRICS_SCALARS = ("metrics_port", "metrics_host", "metrics_linger_ms")
+_RECOVERY_SCALARS = ("recovery_dir", "backup_interval_ms", "read_delay_ms")
+
+
+def _check_metrics(cfg: RunConfig) -> None:
+    if cfg.metrics_port is not None:
+        _int_range("metrics-port", cfg.metrics_port, 0, 65535)
+        last = cfg.metrics_port + cfg.processes - 1
+        if cfg.metrics_port and last > 65535:
+            msg = (
+                f"--metrics-port {cfg.metrics_port}: process i serves on it + i, and "
+                f"{cfg.processes} processes need ports up to {last} (above 65535)"
+            )
+            raise ConfigError(msg)
+    if not isinstance(cfg.metrics_host, str) or not cfg.metrics_host:
+        msg = f"--metrics-host must be an address such as 127.0.0.1, got {cfg.metrics_host!r}"
+        raise ConfigError(msg)
+    _int_range("metrics-linger", cfg.metrics_linger_ms, 0, 3_600_000)
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -382,4 +447,12 @@ def build_config(values: Mapping[str, Any], config_file: str | None = None) -> R
         batch_size=_int("batch_size", merged["batch_size"]),
         heartbeat_ms=durations["heartbeat"],
         epoch_interval_ms=durations["epoch_interval"],
+        metrics_port=(
+            None if merged["metrics_port"] is None else _int("metrics_port", merged["metrics_port"])
+        ),
+        metrics_host=str(merged["metrics_host"]),
+        metrics_linger_ms=durations["metrics_linger"],
+        recovery_dir=os.path.abspath(merged["recovery_dir"]) if merged["recovery_dir"] else "",
+        backup_interval_ms=durations["backup_interval"],
+        read_delay_ms=durations["read_delay"],
     )

@@ -117,6 +117,9 @@ def demo_command(args: argparse.Namespace) -> int:
             "how": "left",
             "upper": "30m",
             "processes": args.processes,
+            "metrics_port": getattr(args, "metrics_port", None),
+            "metrics_host": getattr(args, "metrics_host", None),
+            "metrics_linger": getattr(args, "metrics_linger", None),
         }
     )
     print(f"[2/3] left join, 30 minute window, {args.processes} processes -> {cfg.out_dir}/")

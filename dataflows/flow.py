@@ -25,7 +25,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream, operator
@@ -33,6 +33,7 @@ from bytewax.dataflow import Dataflow, Stream, operator
 from dataflows.config import RunConfig
 from dataflows.decode import Invalid
 from dataflows.records import OutputKind
+from dataflows.recovering import ExecutionStatsSink, recovering_runtime, throttled
 from dataflows.shard_logic import (
     JoinedRow,
     ShardInput,
@@ -44,6 +45,9 @@ from dataflows.shards import shard_names, shards_of_worker, stable_hash
 from dataflows.sinks import RowFileSink, StatsSink
 from dataflows.sources import FileSource, SourceBatch, wall_ms
 from joins import Event, JoinSpec, JoinStore, Late, MemoryStore
+
+if TYPE_CHECKING:
+    from dataflows.metrics import JoinMetrics
 
 #: Bytewax keyed streams: ``(shard name, value)``.
 KeyedBatches = Stream[tuple[str, Any]]
@@ -143,14 +147,19 @@ def interval_join(
 
 
 def memory_runtime(
-    spec: JoinSpec, partitions: tuple[str, ...], clock: Callable[[], int] = wall_ms
+    spec: JoinSpec,
+    partitions: tuple[str, ...],
+    clock: Callable[[], int] = wall_ms,
+    metrics: JoinMetrics | None = None,
 ) -> ShardRuntime:
     """Shards over :class:`~joins.MemoryStore` (tests, and runs without RocksDB)."""
 
     def open_store(shard: str, resume: Any) -> JoinStore:
         return MemoryStore()
 
-    return ShardRuntime(spec=spec, partitions=partitions, clock=clock, open_store=open_store)
+    return ShardRuntime(
+        spec=spec, partitions=partitions, clock=clock, open_store=open_store, metrics=metrics
+    )
 
 
 def rocks_runtime(
@@ -158,6 +167,7 @@ def rocks_runtime(
     partitions: tuple[str, ...],
     state_dir: str,
     clock: Callable[[], int] = wall_ms,
+    metrics: JoinMetrics | None = None,
 ) -> ShardRuntime:
     """Shards over :class:`~state.store.RocksStore`, one DB per shard under
     ``state_dir``, all sharing this process's :class:`~state.options.MemoryBudget`."""
@@ -189,6 +199,7 @@ def rocks_runtime(
         open_store=open_store,
         close_store=close_store,
         size_probe=size_probe,
+        metrics=metrics,
     )
 
 
@@ -201,15 +212,28 @@ def local_shards(cfg: RunConfig, process_id: int) -> list[str]:
     return names
 
 
-def build_flow(cfg: RunConfig, process_id: int = 0, *, store: str = "rocksdb") -> Dataflow:
-    """The whole dataflow of a run, as built in process ``process_id``."""
+def build_flow(
+    cfg: RunConfig,
+    process_id: int = 0,
+    *,
+    store: str = "rocksdb",
+    metrics: JoinMetrics | None = None,
+) -> Dataflow:
+    """The whole dataflow of a run, as built in process ``process_id``; with
+    ``metrics``, the sources and shards of this process feed them."""
     flow = Dataflow("streamjoin")
-    batches = op.input("inputs", flow, FileSource(cfg))
+    batches = op.input("inputs", flow, throttled(FileSource(cfg), cfg.read_delay_ms))
+    if metrics is not None:
+        from dataflows.metrics_wiring import source_observer
+
+        batches = op.inspect("input_metrics", batches, source_observer(metrics))
     partitions = cfg.partitions()
     if store == "rocksdb":
-        runtime = rocks_runtime(cfg.spec, partitions, cfg.state_dir)
+        runtime = rocks_runtime(cfg.spec, partitions, cfg.state_dir, metrics=metrics)
+        if cfg.recovery_dir:  # issue #4: restore on resume, snapshots per epoch
+            runtime = recovering_runtime(cfg, runtime)
     else:
-        runtime = memory_runtime(cfg.spec, partitions)
+        runtime = memory_runtime(cfg.spec, partitions, metrics=metrics)
     out = interval_join("interval_join", batches, runtime, cfg.shards)
     names = shard_names(cfg.shards)
     mine = local_shards(cfg, process_id)
@@ -222,7 +246,9 @@ def build_flow(cfg: RunConfig, process_id: int = 0, *, store: str = "rocksdb") -
         directory = os.path.join(cfg.out_dir, kind)
         sink = RowFileSink(directory, kind, cfg.output_format, names, mine)
         op.output(f"{kind}_files", stream, sink)
-    op.output("stats_files", out.stats, StatsSink(stats_dir(cfg.out_dir)))
+    stats = stats_dir(cfg.out_dir)
+    stats_sink = ExecutionStatsSink(stats) if cfg.recovery_dir else StatsSink(stats)
+    op.output("stats_files", out.stats, stats_sink)
     return flow
 
 

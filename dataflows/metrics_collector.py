@@ -146,6 +146,10 @@ class StateCollector(Collector):
         with self._lock:
             self._stores.pop(shard, None)
 
+    def _current(self, shard: str) -> _Registered | None:
+        with self._lock:
+            return self._stores.get(shard)
+
     @property
     def shards(self) -> tuple[str, ...]:
         with self._lock:
@@ -206,6 +210,10 @@ class StateCollector(Collector):
                     read = _read(reg.store)
                 else:
                     with reg.lock:
+                        # Unregistered (and maybe closed) since this scrape listed it:
+                        # a shard unregisters under its lock, then closes its store.
+                        if self._current(shard) is not reg:
+                            continue
                         read = _read(reg.store)
             except Exception:
                 # A store closed or failing under a scrape must not fail the whole

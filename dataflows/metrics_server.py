@@ -39,16 +39,30 @@ class _ScrapeCounter(Collector):
         self._registry = registry
         self._cond = threading.Condition()
         self.scrapes = 0
+        #: Monotonic start times of the last two complete scrapes (newest last).
+        self.started: tuple[float, ...] = ()
 
     def collect(self) -> Iterator[Metric]:
+        started = time.monotonic()
         yield from self._registry.collect()
         with self._cond:
             self.scrapes += 1
+            self.started = (*self.started[-1:], started)
             self._cond.notify_all()
 
     def restricted_registry(self, names: Iterable[str]) -> RestrictedRegistry:
         # ``/metrics?name[]=...``; such partial reads are not counted as scrapes.
         return self._registry.restricted_registry(names)
+
+    def wait_started(self, since: float, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not self.started or self.started[-1] < since:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
 
     def wait(self, after: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -85,6 +99,22 @@ class MetricsServer:
         Returns False on timeout (nobody is scraping).
         """
         return self._counter.wait(after, timeout_s)
+
+    def wait_for_scrape_since(self, since: float, timeout_s: float) -> bool:
+        """Wait until a scrape that *started* at or after ``since`` (a
+        ``time.monotonic()`` value) has been served.
+
+        Unlike :meth:`wait_for_scrape`, a scrape that was already reading the
+        registry at ``since`` does not count: it may hold values from before.
+        Returns False on timeout.
+        """
+        return self._counter.wait_started(since, timeout_s)
+
+    @property
+    def scrape_interval_s(self) -> float | None:
+        """Seconds between the starts of the last two scrapes (None before two)."""
+        started = self._counter.started
+        return started[-1] - started[-2] if len(started) == 2 else None
 
     @property
     def address(self) -> tuple[str, int]:

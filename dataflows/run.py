@@ -170,10 +170,14 @@ def _wait(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
     """Run the join of ``cfg`` to the end of its inputs and write ``run.json``."""
-    prepare_out_dir(cfg)
+    from dataflows.recovering import begin
+
+    session = begin(cfg, prepare_out_dir)  # recovery (#4): init, resume or fresh
+    if session.describe():
+        echo(session.describe())
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    procs = _start_workers(cfg)
+    procs = _start_workers(cfg) if session.needs_workers else []
     sampler = _Sampler([p.pid for p in procs], cfg.state_dir)
     sampler.start()
     try:
@@ -184,8 +188,11 @@ def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        session.end()
     elapsed_s = time.monotonic() - t0
     summary = summarize(cfg, elapsed_s, started, sampler.peak_state_bytes, sampler.peak_rss_bytes)
+    if session.summary() is not None:
+        summary["recovery"] = session.summary()
     with open(os.path.join(cfg.out_dir, "run.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     if cfg.state_dir == os.path.join(cfg.out_dir, "state"):
@@ -203,15 +210,14 @@ def summarize(
     peak_rss_bytes: int,
 ) -> dict[str, Any]:
     """``run.json``: the run's parameters and the sum of all final counters."""
-    from dataflows.flow import stats_dir
-    from dataflows.sinks import read_stats
+    from dataflows.recovering import run_stats
 
     counters = JoinCounters()
     invalid = {"left": 0, "right": 0}
     read = {"left": 0, "right": 0}
     shard_peaks = 0
     shards_reported = 0
-    for item in read_stats(stats_dir(cfg.out_dir)):
+    for item in run_stats(cfg):  # with recovery: the newest execution's, per shard/source
         if item.get("kind") == "shard":
             counters.add(JoinCounters.from_dict(item))
             shard_peaks += int(item.get("peak_state_bytes", 0))
@@ -220,6 +226,8 @@ def summarize(
             invalid[item["side"]] += int(item["invalid"])
             read[item["side"]] += int(item["events"])
     records_in = sum(read.values()) + sum(invalid.values())
+    endpoints = _metrics_endpoints(cfg)
+    elapsed_s = _without_linger(elapsed_s, started, endpoints)
     spec = cfg.spec
     return {
         "version": RUN_JSON_VERSION,
@@ -248,7 +256,24 @@ def summarize(
         "peak_state_bytes": max(peak_state_bytes, shard_peaks),
         "peak_rss_bytes": peak_rss_bytes,
         "outputs": {k: os.path.join(cfg.out_dir, k) for k in OUTPUT_KINDS},
+        "metrics": endpoints,
     }
+
+
+def _metrics_endpoints(cfg: RunConfig) -> list[dict[str, Any]]:
+    """Where each process served its metrics (``OUT/.run/metrics-<i>.json``)."""
+    from dataflows.metrics_wiring import read_endpoints
+
+    return read_endpoints(cfg.out_dir, cfg.processes)
+
+
+def _without_linger(elapsed_s: float, started: datetime, endpoints: list[dict[str, Any]]) -> float:
+    """The run's time up to the end of the last flow, without the time processes
+    waited for the scrape of their final metrics (``--metrics-linger``)."""
+    ends = [float(e["flow_finished_at"]) for e in endpoints if "flow_finished_at" in e]
+    if not ends:
+        return elapsed_s
+    return max(0.001, min(elapsed_s, max(ends) - started.timestamp()))
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -274,6 +299,10 @@ def format_summary(s: dict[str, Any]) -> str:
         f" peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB (all processes)",
         f"  outputs        {s['outputs']['joined']}/  late/  invalid/  and run.json",
     ]
+    endpoints = s.get("metrics") or []
+    if endpoints:
+        urls = "  ".join(e["url"] for e in endpoints)
+        lines.append(f"  metrics        {urls}  (one per process, while it ran)")
     return "\n".join(lines)
 
 
@@ -282,6 +311,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     from bytewax.testing import cluster_main
 
     from dataflows.flow import build_flow
+    from dataflows.recovering import worker_recovery
 
     parser = argparse.ArgumentParser(prog="python -m dataflows.run worker")
     parser.add_argument("config")
@@ -289,15 +319,24 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--addresses", default="")
     args = parser.parse_args(argv)
     cfg = RunConfig.from_json(json.loads(Path(args.config).read_text(encoding="utf-8")))
-    flow = build_flow(cfg, args.process_id)
-    addresses = [a for a in args.addresses.split(";") if a]
-    cluster_main(  # type: ignore[no-untyped-call]
-        flow,
-        addresses,
-        args.process_id,
-        epoch_interval=timedelta(milliseconds=cfg.epoch_interval_ms),
-        worker_count_per_proc=cfg.workers_per_process,
-    )
+    from dataflows.metrics_wiring import ProcessMetrics
+
+    served = ProcessMetrics.start(cfg, args.process_id)
+    try:
+        flow = build_flow(cfg, args.process_id, metrics=served.metrics)
+        addresses = [a for a in args.addresses.split(";") if a]
+        cluster_main(  # type: ignore[no-untyped-call]
+            flow,
+            addresses,
+            args.process_id,
+            epoch_interval=timedelta(milliseconds=cfg.epoch_interval_ms),
+            worker_count_per_proc=cfg.workers_per_process,
+            recovery_config=worker_recovery(cfg),
+        )
+    except BaseException:
+        served.server.close()
+        raise
+    served.finish(cfg.metrics_linger_ms / 1000.0)
     return 0
 
 

@@ -19,9 +19,11 @@ plugs in a ``snapshotter`` that returns a small frozen, versioned value.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bytewax.operators import StatefulBatchLogic
 
@@ -36,6 +38,9 @@ from joins import (
     PartitionMark,
     Unmatched,
 )
+
+if TYPE_CHECKING:
+    from dataflows.metrics import JoinMetrics
 
 #: What the router sends to a shard: the shard's name, events (possibly none)
 #: and the marks of the partitions they came from (or heartbeat marks).
@@ -79,6 +84,8 @@ class ShardRuntime:
     #: counters, :meth:`~joins.IntervalJoiner.to_state`) held by the snapshot.
     resume_shard: Callable[[Any], str] | None = None
     resume_joiner_state: Callable[[Any], dict[str, Any] | None] | None = None
+    #: The process's metrics (``None``: none); see :meth:`ShardLogic.report_snapshot`.
+    metrics: JoinMetrics | None = None
 
 
 class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
@@ -96,6 +103,9 @@ class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
         self._resume = resume
         self.store: JoinStore | None = None
         self.joiner: IntervalJoiner | None = None
+        #: Held while the store is in use, so that a metrics scrape (another
+        #: thread) reads the store between batches; snapshots take it too.
+        self.state_lock = threading.RLock()
         if resume is not None and runtime.resume_shard is not None:
             # Bytewax builds resumed logics eagerly: open the shard now, so that
             # end of input closes it even if no item arrives.
@@ -109,6 +119,8 @@ class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
         if self._resume is not None and rt.resume_joiner_state is not None:
             state = rt.resume_joiner_state(self._resume)
         self.joiner = IntervalJoiner(rt.spec, self.store, rt.partitions, rt.clock, state=state)
+        if rt.metrics is not None:
+            rt.metrics.state.register(shard, self.store, lock=self.state_lock)
         return self.joiner
 
     def on_batch(self, values: list[ShardInput]) -> tuple[list[ShardOutput], bool]:
@@ -122,7 +134,16 @@ class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
             for _, evs, mks in values:
                 events.extend(evs)
                 marks.extend(mks)
-        out = joiner.process(events, marks) if events else joiner.advance(marks)
+        metrics = self.runtime.metrics
+        if metrics is None:
+            out = joiner.process(events, marks) if events else joiner.advance(marks)
+        else:
+            t0 = time.perf_counter()
+            with self.state_lock:
+                out = joiner.process(events, marks) if events else joiner.advance(marks)
+            metrics.observe_batch(
+                self.shard, out, joiner.counters, time.perf_counter() - t0, events
+            )
         self._batches += 1
         if self.runtime.size_probe is not None and self._batches % 256 == 0:
             self._probe_size()
@@ -132,7 +153,12 @@ class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
         joiner = self.joiner
         if joiner is None or self.store is None:
             return [], StatefulBatchLogic.DISCARD
-        out = joiner.close()
+        metrics = self.runtime.metrics
+        t0 = time.perf_counter()
+        with self.state_lock:
+            out = joiner.close()
+        if metrics is not None:
+            metrics.observe_batch(self.shard, out, joiner.counters, time.perf_counter() - t0)
         self._probe_size()
         final: dict[str, Any] = joiner.counters.to_dict()
         final["kind"] = "shard"
@@ -141,18 +167,37 @@ class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
         final["watermark_ms"] = joiner.watermark
         emitted = self._emit(out)
         emitted.append(ShardOutput(final=final))
+        if metrics is not None:
+            with self.state_lock:  # a scrape in progress skips it from here on
+                metrics.forget_shard(self.shard)
         self.runtime.close_store(self.store)
         return emitted, StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> Any:
         snapshotter = self.runtime.snapshotter
-        return None if snapshotter is None else snapshotter(self)
+        if snapshotter is None:
+            return None
+        with self.state_lock:
+            return snapshotter(self)
+
+    def report_snapshot(self, seconds: float, size_bytes: int) -> None:
+        """Recovery's hook: this shard's snapshot took ``seconds`` and wrote
+        ``size_bytes`` (``streamjoin_snapshot_*``); a no-op without metrics."""
+        if self.runtime.metrics is not None:
+            self.runtime.metrics.observe_snapshot(seconds, size_bytes)
+
+    def report_resume(self, seconds: float) -> None:
+        """Recovery's hook: restoring this shard from its snapshot took
+        ``seconds`` (``streamjoin_resume_duration_seconds``, resumed shards)."""
+        if self.runtime.metrics is not None:
+            self.runtime.metrics.observe_resume(seconds)
 
     def _probe_size(self) -> None:
         probe = self.runtime.size_probe
         if probe is None or self.store is None:
             return
-        size = probe(self.store)
+        with self.state_lock:
+            size = probe(self.store)
         if size is not None and size > self.peak_state_bytes:
             self.peak_state_bytes = size
 

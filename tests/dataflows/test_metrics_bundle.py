@@ -325,3 +325,24 @@ def test_scrapes_run_safely_beside_the_worker_threads() -> None:
     assert scrapes > 0
     total = sum(value(registry, "streamjoin_join_events_total", side=s) for s in ("left", "right"))
     assert total == 3 * sum(map(len, workload(0)))
+
+
+def test_observe_ages_counts_like_observe_many_and_scales_a_sample() -> None:
+    buckets = (0.5, 1.0, 2.0, 60.0)
+    exact = BatchHistogram("exact_seconds", "by value", buckets)
+    ages = BatchHistogram("ages_seconds", "by event time", buckets)
+    now_s = 1_000.0
+    times = [999_900, 999_500, 999_000, 998_999, 998_000, 990_000, 900_000, 1_000_000]
+    exact.observe_many([now_s - t / 1000.0 for t in times])
+    ages.observe_ages(now_s, list(times))
+    got = {(s.name[5:], s.labels.get("le")): s.value for s in ages.family().samples}
+    want = {(s.name[6:], s.labels.get("le")): s.value for s in exact.family().samples}
+    assert got.pop(("seconds_sum", None)) == pytest.approx(want.pop(("seconds_sum", None)))
+    assert got == want
+    sampled = BatchHistogram("sampled_seconds", "a sample of 4 standing for 8", buckets)
+    sampled.observe_ages(now_s, times[::2], count=8)
+    by_name = {(s.name, s.labels.get("le")): s.value for s in sampled.family().samples}
+    assert by_name[("sampled_seconds_count", None)] == 8
+    assert by_name[("sampled_seconds_bucket", "+Inf")] == 8
+    buckets_seen = [by_name[("sampled_seconds_bucket", le)] for le in ("0.5", "1.0", "2.0", "60.0")]
+    assert buckets_seen == sorted(buckets_seen)  # still cumulative

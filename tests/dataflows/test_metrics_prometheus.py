@@ -5,8 +5,9 @@ The two processes are this file run as a script (``python THIS PROCESS_INDEX
 WORKDIR``): each joins a deterministic workload with real RocksDB stores (two
 shards), takes and restores a checkpoint, feeds its JoinMetrics exactly as the
 engine does, writes its joiners' final counters to ``WORKDIR/counters-N.json``
-and keeps serving until terminated. Once the engine is wired to the metrics,
-the same check runs against ``streamjoin run`` with 2 processes.
+and keeps serving until terminated. The same check against a real
+``streamjoin run`` with 2 processes is ``test_metrics_run.py``; this one also
+covers checkpoints and a resume on toy processes.
 
 Prometheus is the Debian package (``apt-get install prometheus``), installed by
 the test if missing and possible; otherwise the test is skipped with the reason.
