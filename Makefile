@@ -15,7 +15,7 @@ $(BIN)/streamjoin: pyproject.toml
 install: $(BIN)/streamjoin
 
 check: install
-	$(BIN)/ruff check joins state recovery dataflows tests bench grafana
+	$(BIN)/ruff check joins state recovery dataflows tests bench grafana scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
