@@ -36,6 +36,11 @@ def prometheus_binary() -> str:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     cmd = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode != 0:  # a new machine's package lists may be missing or old
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=900,
+                       check=False)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
+                              check=False)
     found = shutil.which("prometheus")
     if not found:
         tail = (done.stderr or done.stdout)[-500:]
