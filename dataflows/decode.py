@@ -50,8 +50,6 @@ Format = Literal["csv", "jsonl", "avro"]
 TimeUnit = Literal["ms", "s", "us", "iso"]
 FORMATS: tuple[Format, ...] = get_args(Format)
 TIME_UNITS: tuple[TimeUnit, ...] = get_args(TimeUnit)
-#: File name extension of each format.
-EXTENSIONS: dict[str, str] = {"csv": "csv", "jsonl": "jsonl", "avro": "avro"}
 
 _CHUNK_BYTES = 1 << 20
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -457,6 +455,21 @@ def _csv(
         yield batch, pos
 
 
+def _broken_tail(
+    side: Side, partition: str, start: int, index: int, batch: list[Event | Invalid],
+    what: str, exc: Exception,
+) -> Iterator[tuple[list[Event | Invalid], int]]:
+    """The last batch of an Avro file that broke at record ``index``: what was read
+    so far and, unless the break lies before the resume position ``start`` (it was
+    reported before the resume), one dead letter for the rest of the file."""
+    if index >= start:
+        reason = f"avro: {what} ({type(exc).__name__}: {exc}); rest of file skipped"
+        batch.append(Invalid(side, reason, repr(exc), partition, index))
+        yield batch, index + 1
+    elif batch:
+        yield batch, index
+
+
 def _avro(
     handle: Any, side: Side, fmt: SourceFormat, partition: str, start: int, size: int
 ) -> Iterator[tuple[list[Event | Invalid], int]]:
@@ -477,13 +490,8 @@ def _avro(
         except StopIteration:
             break
         except Exception as exc:  # see above
-            if index >= start:
-                reason = (f"avro: corrupt block after record {index} ({type(exc).__name__}: "
-                          f"{exc}); rest of file skipped")
-                batch.append(Invalid(side, reason, repr(exc), partition, index))
-                yield batch, index + 1
-            elif batch:
-                yield batch, index
+            yield from _broken_tail(side, partition, start, index, batch,
+                                    f"corrupt block after record {index}", exc)
             return
         n = block.num_records
         if index + n <= start:
@@ -496,13 +504,8 @@ def _avro(
             except StopIteration:
                 break
             except Exception as exc:  # see above
-                if index >= start:
-                    reason = (f"avro: corrupt record {index} ({type(exc).__name__}: {exc}); "
-                              f"rest of file skipped")
-                    batch.append(Invalid(side, reason, repr(exc), partition, index))
-                    yield batch, index + 1
-                elif batch:
-                    yield batch, index
+                yield from _broken_tail(side, partition, start, index, batch,
+                                        f"corrupt record {index}", exc)
                 return
             if index < start:
                 index += 1

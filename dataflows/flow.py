@@ -41,7 +41,7 @@ from dataflows.shard_logic import (
     ShardOutput,
     ShardRuntime,
 )
-from dataflows.shards import shard_names, shards_of_worker, stable_hash
+from dataflows.shards import shard_names, shard_of, shards_of_worker
 from dataflows.sinks import RowFileSink, StatsSink
 from dataflows.sources import FileSource, SourceBatch, wall_ms
 from joins import Event, JoinSpec, JoinStore, Late, MemoryStore
@@ -81,7 +81,7 @@ class ShardRouter:
         if name is None:
             if len(self._cache) > 2_000_000:
                 self._cache.clear()
-            name = self._cache[key] = self.names[stable_hash(key) % self._shards]
+            name = self._cache[key] = self.names[shard_of(key, self._shards)]
         return name
 
     def route(self, batch: SourceBatch) -> list[tuple[str, ShardInput]]:

@@ -82,10 +82,6 @@ def shard_of(key: str, shards: int) -> int:
     return stable_hash(key) % shards
 
 
-def _imbalance(counts: dict[int, list[int]]) -> int:
-    return sum(max(c) - min(c) for c in counts.values())
-
-
 @lru_cache(maxsize=16)
 def shard_names(shards: int, balanced_up_to: int = BALANCED_UP_TO) -> tuple[str, ...]:
     """Names of the shards ``0 .. shards-1``, balanced over worker counts 1..N.

@@ -26,7 +26,6 @@ from typing import Any
 from dataflows.config import RunConfig
 from dataflows.errors import ConfigError
 
-RECOVERY_COMMANDS = ("snapshots", "replay")
 _EXT = {"jsonl": "jsonl", "avro": "avro"}
 
 

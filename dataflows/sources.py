@@ -89,11 +89,6 @@ class MarkStamper:
             self._last_broadcast_ms = now
         return PartitionMark(self.partition, self.max_ts, self.active_ms, closed), due
 
-    def heartbeat_due_at(self) -> int:
-        """Wall ms at which the next heartbeat is due."""
-        last = self._last_broadcast_ms if self._last_broadcast_ms is not None else self.active_ms
-        return last + self._heartbeat_ms
-
 
 def wall_ms() -> int:
     """Wall-clock time in epoch milliseconds."""

@@ -107,20 +107,23 @@ class IntervalJoiner:
         now = self._clock()
         out = self._advance(now)
         spec, store, counters = self.spec, self.store, self.counters
-        cutoff = self.tracker.watermark - spec.allowed_lateness_ms
+        wm = self.tracker.watermark
+        cutoff = wm - spec.allowed_lateness_ms
+        observe = self.tracker.observe_event
         on_time: list[Event] = []
         for event in events:
+            # Observing moves no watermark until ``_advance`` below: the batch is
+            # classified against ``W`` as it stood when the batch started.
+            observe(event.partition, event.ts, now)
             side = counters.side(event.side)
             side.events_in += 1
             if event.ts < cutoff:
                 side.late += 1
-                out.late.append(Late(event, self.tracker.watermark, cutoff - event.ts))
+                out.late.append(Late(event, wm, cutoff - event.ts))
             else:
                 on_time.append(event)
         if on_time:
             self._join(on_time, out)
-        for event in events:
-            self.tracker.observe_event(event.partition, event.ts, now)
         for mark in marks:
             self.tracker.observe(mark)
         out.extend(self._advance(now))

@@ -20,20 +20,22 @@ import json
 import math
 import os
 import random
-import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_harness import (
+    REPO,
+    Prometheus,
+    free_port,
+    panel_queries,
+    prometheus_binary,
+    wait_for,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-DASHBOARDS = REPO / "grafana" / "dashboards"
 SCRAPE_S = 1
 
 pytestmark = pytest.mark.slow
@@ -113,61 +115,6 @@ def serve(index: int, workdir: Path) -> None:  # pragma: no cover - runs in a su
 # -- the test ----------------------------------------------------------------------
 
 
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip("prometheus is not installed and cannot be (needs apt-get as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
-    found = shutil.which("prometheus")
-    if not found:
-        tail = (done.stderr or done.stdout)[-500:]
-        pytest.skip(f"apt-get install prometheus failed (exit {done.returncode}): {tail}")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: str, check: Any, timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def api(port: int, path: str, **params: str) -> Any:
-    url = f"http://127.0.0.1:{port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body = json.load(resp)
-    assert body["status"] == "success", body
-    return body["data"]
-
-
-def scalar(port: int, expr: str) -> float:
-    result = api(port, "query", query=expr)["result"]
-    assert len(result) == 1, (expr, result)
-    return float(result[0]["value"][1])
-
-
-def panel_queries() -> list[tuple[str, str]]:
-    out = []
-    for path in sorted(DASHBOARDS.glob("*.json")):
-        for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
-            for target in panel.get("targets", []):
-                out.append((f"{path.stem}: {panel['title']}", target["expr"]))
-    return out
-
-
 def test_prometheus_scrapes_every_panel_query(tmp_path: Path) -> None:
     binary = prometheus_binary()
     procs: list[subprocess.Popen[bytes]] = []
@@ -185,6 +132,7 @@ def test_prometheus_scrapes_every_panel_query(tmp_path: Path) -> None:
             for i in range(2)
         ]
         web = free_port()
+        query = Prometheus(web)
         config = tmp_path / "prometheus.yml"
         prom_log = stack.enter_context((tmp_path / "prometheus.log").open("wb"))
         targets = ", ".join(f"'127.0.0.1:{p}'" for p in ports)
@@ -208,7 +156,7 @@ def test_prometheus_scrapes_every_panel_query(tmp_path: Path) -> None:
 
         def both_up() -> bool:
             try:
-                return scalar(web, 'sum(up{job="streamjoin"})') == 2
+                return query.scalar('sum(up{job="streamjoin"})') == 2
             except (OSError, AssertionError):
                 return False
 
@@ -222,7 +170,7 @@ def test_prometheus_scrapes_every_panel_query(tmp_path: Path) -> None:
 
         empty = []
         for title, expr in panel_queries():
-            result = api(web, "query", query=expr)["result"]
+            result = query.api("query", query=expr)["result"]
             if not result:
                 empty.append(f"{title}: {expr}")
         assert not empty, "panel queries without data:\n" + "\n".join(empty)
@@ -234,32 +182,32 @@ def test_prometheus_scrapes_every_panel_query(tmp_path: Path) -> None:
             for side in ("left", "right"):
                 for k, v in c[side].items():
                     want[side][k] = want[side].get(k, 0) + v
-        assert scalar(web, "sum(streamjoin_matched_pairs_total)") == want["pairs"] > 0
+        assert query.scalar("sum(streamjoin_matched_pairs_total)") == want["pairs"] > 0
         for side in ("left", "right"):
             w = want[side]
             sel = f'{{side="{side}"}}'
             got = {
-                "events_in": scalar(web, f"sum(streamjoin_join_events_total{sel})"),
-                "late": scalar(web, f"sum(streamjoin_late_events_total{sel})"),
-                "duplicates": scalar(web, f"sum(streamjoin_duplicate_events_total{sel})"),
-                "stored": scalar(web, f"sum(streamjoin_stored_events_total{sel})"),
-                "retained": scalar(web, f"sum(streamjoin_state_entries{sel})"),
-                "unmatched_emitted": scalar(web, f"sum(streamjoin_unmatched_rows_total{sel})"),
+                "events_in": query.scalar(f"sum(streamjoin_join_events_total{sel})"),
+                "late": query.scalar(f"sum(streamjoin_late_events_total{sel})"),
+                "duplicates": query.scalar(f"sum(streamjoin_duplicate_events_total{sel})"),
+                "stored": query.scalar(f"sum(streamjoin_stored_events_total{sel})"),
+                "retained": query.scalar(f"sum(streamjoin_state_entries{sel})"),
+                "unmatched_emitted": query.scalar(f"sum(streamjoin_unmatched_rows_total{sel})"),
             }
             for k, v in got.items():
                 assert v == w[k], (side, k, v, w[k])
             assert got["late"] > 0
             assert got["duplicates"] > 0
             assert got["events_in"] == got["late"] + got["duplicates"] + got["stored"]
-            evicted = scalar(web, f"sum(streamjoin_evicted_events_total{sel})")
+            evicted = query.scalar(f"sum(streamjoin_evicted_events_total{sel})")
             assert got["stored"] - evicted == got["retained"] > 0
-            input_events = scalar(web, f'sum(streamjoin_input_events_total{{stream="{side}"}})')
+            input_events = query.scalar(f'sum(streamjoin_input_events_total{{stream="{side}"}})')
             assert input_events == w["events_in"]
-        assert scalar(web, "sum(streamjoin_invalid_events_total)") == 2 * 2 * 60
-        assert scalar(web, "max(streamjoin_hot_key_share)") > 0.1
-        lag = scalar(web, "max(streamjoin_watermark_lag_seconds)")
+        assert query.scalar("sum(streamjoin_invalid_events_total)") == 2 * 2 * 60
+        assert query.scalar("max(streamjoin_hot_key_share)") > 0.1
+        lag = query.scalar("max(streamjoin_watermark_lag_seconds)")
         assert 3_000 < lag < 3_700, lag  # the workload's event times are ~1 h old
-        assert math.isfinite(scalar(web, "sum(streamjoin_rocksdb_estimated_keys)"))
+        assert math.isfinite(query.scalar("sum(streamjoin_rocksdb_estimated_keys)"))
     finally:
         for proc in procs:
             proc.terminate()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import pytest
@@ -150,26 +149,22 @@ def test_shard_checkpointer_reuses_unchanged_state_and_resumes_above_old_seqs(
         restore_shard(ckpts, s5, tmp_path / "x", other)
 
 
-@pytest.mark.slow
-def test_measure_checkpoint_time_small_vs_ten_times_larger(
-    tmp_path: Path, budget: MemoryBudget, capsys: pytest.CaptureFixture[str]
+def test_a_checkpoint_owns_no_table_bytes_at_ten_times_the_state(
+    tmp_path: Path, budget: MemoryBudget
 ) -> None:
-    """Measured, not asserted: a checkpoint costs a flush plus hard links."""
+    """A checkpoint costs a flush plus hard links, whatever the state size: at
+    20k and at 200k entries, the bytes a new checkpoint holds that are not hard
+    links to the live DB's files are only small metadata files."""
     ckpts = CheckpointStore(tmp_path / "c")
-    results: dict[int, list[float]] = {}
     for n in (20_000, 200_000):
         store = RocksStore(tmp_path / f"db{n}", budget)
         fill(store, n)
-        ckpts.take(f"n{n}", store, 99)  # flushes the bulk load: not an epoch's cost
-        times = []
-        for i in range(5):
-            fill(store, 200, start=n + i * 200)  # a little new data each epoch
-            t0 = time.perf_counter()
-            ckpts.take(f"n{n}", store, i + 1)
-            times.append((time.perf_counter() - t0) * 1000)
-        results[n] = times
+        fill(store, 200, start=n)  # an epoch's new data
+        ref = ckpts.take(f"n{n}", store, 1)
+        live = {f.stat().st_ino for f in store.path.iterdir()}
+        files = list(ckpts.path_of(ref).iterdir())
+        own = sum(f.stat().st_size for f in files if f.stat().st_ino not in live)
+        total = sum(f.stat().st_size for f in files)
+        assert own < 1 << 20, (n, own)
+        assert total > 10 * own
         store.close()
-    with capsys.disabled():
-        for n, times in results.items():
-            print(f"\n{n:>8} entries: checkpoint ms {[round(t, 1) for t in times]} "
-                  f"median {sorted(times)[2]:.1f}")
