@@ -134,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 for entry in s.scan("left", e.key, e.ts - UPPER_MS, e.ts):
                     matched += 1
                     if not entry.matched:
-                        s.mark_matched(entry.event)
-                        entry.matched = True
+                        s.mark_matched(entry, entry.event.ts + UPPER_MS)
             s.commit()
 
     ins_rate, ins = run_phase("insert", n, args.batch, insert_step, stores)

@@ -277,10 +277,12 @@ def _jsonl(
                 line = line[:-1]
             if not line or line.isspace():
                 continue
+            text = None
             try:
                 if line[:1] == b"{" and line[1:2] != b"\x00":
                     # what json.loads detects for such bytes, minus the detection
-                    rec = loads(line.decode("utf-8", "surrogatepass"))
+                    text = line.decode("utf-8", "surrogatepass")
+                    rec = loads(text)
                 else:
                     rec = loads(line)
             except json.JSONDecodeError as exc:
@@ -312,7 +314,10 @@ def _jsonl(
                     and key.isascii()
                     and "\x00" not in key
                 ):
-                    batch.append(Event(side, key, ts, content_id(line), rec, partition, off))
+                    # An ASCII line is the record's JSON text as it stands: state and
+                    # outputs carry it as is instead of encoding the record again.
+                    raw = text if text is not None and text.isascii() else None
+                    batch.append(Event(side, key, ts, content_id(line), rec, partition, off, raw))
                 else:
                     try:
                         event = Event(side, _key_of(rec, fmt), _ts_of(rec, fmt),

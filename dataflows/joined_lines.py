@@ -4,13 +4,14 @@ An event joins several partners (a play matches every impression of its key in
 the window), and encoding the input record is most of the cost of a joined
 line. :class:`JoinedLineEncoder` caches, per event identity, the JSON fragments
 of its record, eid, partition and offset, and assembles each line from them.
-Events that come out of a store usually carry their record's JSON text already
-(``Event.record_json``, the same compact ASCII encoding): those are not encoded
-or cached at all.
+Events that carry their record's JSON text already (``Event.record_json``: an
+ASCII JSON Lines input line as read, or the store's copy) are not encoded or
+cached at all: the text goes into the line as it is.
 
-The output is byte for byte ``records.json_line(records.joined_record(row))``
-(a test holds the two together); :mod:`dataflows.records` stays the definition
-of the format.
+For events without that text the output is byte for byte
+``records.json_line(records.joined_record(row))`` (a test holds the two
+together); with it, the same values, the record's text as the input had it.
+:mod:`dataflows.records` stays the definition of the format.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class JoinedLineEncoder:
         self._cache: dict[tuple[str, bytes], tuple[str, str, str, str]] = {}
         self._limit = cache_events
         self._partition_json: dict[str, str] = {}
+        self._key_json: dict[str, str] = {}
 
     def _parts(self, e: Event) -> tuple[str, str, str, str]:
         """``(record, "eid", partition, offset)`` as JSON text."""
@@ -60,18 +62,37 @@ class JoinedLineEncoder:
             self._cache[ident] = parts
         return parts
 
+    def _key(self, key: str) -> str:
+        text = self._key_json.get(key)
+        if text is None:
+            if len(self._key_json) >= self._limit:
+                self._key_json.clear()
+            text = self._key_json[key] = json_line(key)
+        return text
+
     def lines(self, rows: Iterable[Matched | Unmatched]) -> list[str]:
         """One line per row, without newlines."""
         out: list[str] = []
         append = out.append
         parts = self._parts
+        key_json = self._key_json
+        # A probe's pairs come one after the other and share the probing event:
+        # its parts are looked up once.
+        last_left: Event | None = None
+        last_right: Event | None = None
+        lrec = leid = lpart = loff = rrec = reid = rpart = roff = ""
         for row in rows:
             if type(row) is Matched:
                 left, right = row.left, row.right
-                lrec, leid, lpart, loff = parts(left)
-                rrec, reid, rpart, roff = parts(right)
+                if left is not last_left:
+                    lrec, leid, lpart, loff = parts(left)
+                    last_left = left
+                if right is not last_right:
+                    rrec, reid, rpart, roff = parts(right)
+                    last_right = right
+                key = key_json.get(left.key) or self._key(left.key)
                 append(
-                    f'{{"key":{json_line(left.key)},"kind":"match","left":{lrec},'
+                    f'{{"key":{key},"kind":"match","left":{lrec},'
                     f'"right":{rrec},"left_ts":{left.ts},"right_ts":{right.ts},'
                     f'"id":"{match_id(left, right)}","left_eid":{leid},"right_eid":{reid},'
                     f'"left_partition":{lpart},"left_offset":{loff},'
@@ -81,9 +102,10 @@ class JoinedLineEncoder:
             assert isinstance(row, Unmatched)  # noqa: S101 - narrows the union for mypy
             e = row.event
             rec, eid, part, off = parts(e)
+            key = self._key(e.key)
             if e.side == "left":
                 append(
-                    f'{{"key":{json_line(e.key)},"kind":"left_only","left":{rec},'
+                    f'{{"key":{key},"kind":"left_only","left":{rec},'
                     f'"right":null,"left_ts":{e.ts},"right_ts":null,'
                     f'"id":"{unmatched_id(e)}","left_eid":{eid},"right_eid":null,'
                     f'"left_partition":{part},"left_offset":{off},'
@@ -91,7 +113,7 @@ class JoinedLineEncoder:
                 )
             else:
                 append(
-                    f'{{"key":{json_line(e.key)},"kind":"right_only","left":null,'
+                    f'{{"key":{key},"kind":"right_only","left":null,'
                     f'"right":{rec},"left_ts":null,"right_ts":{e.ts},'
                     f'"id":"{unmatched_id(e)}","left_eid":null,"right_eid":{eid},'
                     f'"left_partition":null,"left_offset":null,'

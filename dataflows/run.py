@@ -11,6 +11,7 @@ counters every shard and source left in ``OUT/.stats/`` into ``OUT/run.json``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -321,6 +322,10 @@ def worker_main(argv: list[str] | None = None) -> int:
     cfg = RunConfig.from_json(json.loads(Path(args.config).read_text(encoding="utf-8")))
     from dataflows.metrics_wiring import ProcessMetrics
 
+    # The join makes millions of short-lived objects that form no cycles (events,
+    # pairs, output lines); the default gen-0 threshold (700) ran the cycle
+    # collector thousands of times a second for nothing.
+    gc.set_threshold(100_000, 50, 100)
     served = ProcessMetrics.start(cfg, args.process_id)
     try:
         flow = build_flow(cfg, args.process_id, metrics=served.metrics)

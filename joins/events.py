@@ -12,8 +12,9 @@ pair or unmatched row gets the same id in any run, interleaving or replay.
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Side = Literal["left", "right"]
@@ -32,30 +33,78 @@ def content_id(raw: bytes) -> bytes:
     return hashlib.blake2b(raw, digest_size=8).digest()
 
 
-@dataclass(frozen=True, slots=True)
 class Event:
-    """One valid input event.
+    """One valid input event (immutable by convention; a plain slots class, since
+    millions are made per second and a frozen dataclass costs twice as much).
 
     ``ts`` is event time in epoch milliseconds; ``partition`` and ``offset`` say
     where the event was read (they are not part of its identity).
-    ``record_json``, when a store has it at hand, is ``record`` as compact
-    ASCII JSON text (``separators=(",", ":")``, NaN allowed), so that outputs
-    need not encode the record again; it takes no part in equality.
+    ``record_json``, when at hand, is ``record`` as JSON text, so that outputs
+    need not encode the record again; it takes no part in equality. An event
+    made with ``record=None`` and its ``record_json`` parses the text on first
+    read of :attr:`record` (stores do this: a probe hit is mostly written out as
+    text and never needs the dict).
     """
 
-    side: Side
-    key: str
-    ts: int
-    eid: bytes
-    record: dict[str, Any]
-    partition: str = ""
-    offset: int = 0
-    record_json: str | None = field(default=None, compare=False, repr=False)
+    __slots__ = ("_identity", "_record", "eid", "key", "offset", "partition", "record_json",
+                 "side", "ts")  # fmt: skip
+
+    def __init__(
+        self,
+        side: Side,
+        key: str,
+        ts: int,
+        eid: bytes,
+        record: dict[str, Any] | None,
+        partition: str = "",
+        offset: int = 0,
+        record_json: str | None = None,
+    ) -> None:
+        if record is None and record_json is None:
+            msg = "an Event needs its record or its record's JSON text"
+            raise ValueError(msg)
+        self.side = side
+        self.key = key
+        self.ts = ts
+        self.eid = eid
+        self._record = record
+        self.partition = partition
+        self.offset = offset
+        self.record_json = record_json
+        self._identity: bytes | None = None
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The event's record (parsed from :attr:`record_json` on first read)."""
+        rec = self._record
+        if rec is None:
+            rec = self._record = json.loads(self.record_json)  # type: ignore[arg-type]
+        return rec
 
     @property
     def identity(self) -> bytes:
         """Bytes that identify the event within its side: key, time and content."""
-        return self.key.encode() + b"\x00" + _TS.pack(self.ts) + self.eid
+        ident = self._identity
+        if ident is None:
+            ident = self._identity = self.key.encode() + b"\x00" + _TS.pack(self.ts) + self.eid
+        return ident
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.side, self.key, self.ts, self.eid, self.record, self.partition, self.offset)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Event:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((self.side, self.key, self.ts, self.eid))
+
+    def __repr__(self) -> str:
+        return (
+            f"Event(side={self.side!r}, key={self.key!r}, ts={self.ts!r}, eid={self.eid!r}, "
+            f"record={self.record!r}, partition={self.partition!r}, offset={self.offset!r})"
+        )
 
 
 def match_id(left: Event, right: Event) -> str:
@@ -70,9 +119,10 @@ def unmatched_id(event: Event) -> str:
     return hashlib.blake2b(tag + event.identity, digest_size=16).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Matched:
-    """A pair that satisfies the interval condition, emitted once."""
+    """A pair that satisfies the interval condition, emitted once (not frozen:
+    millions are made, and a frozen dataclass's ``__init__`` is twice as slow)."""
 
     left: Event
     right: Event
@@ -86,7 +136,7 @@ class Matched:
         return match_id(self.left, self.right)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unmatched:
     """An outer-side event evicted without ever matching (the other side null)."""
 

@@ -133,31 +133,38 @@ class IntervalJoiner:
     def _join(self, events: list[Event], out: JoinOutput) -> None:
         spec, store, counters = self.spec, self.store, self.counters
         lower, upper = spec.lower_ms, spec.upper_ms
+        left_bound, right_bound = spec.left_bound, spec.right_bound
+        sides = {"left": counters.left, "right": counters.right}
+        scan, insert, mark = store.scan, store.insert, store.mark_matched
+        matched = out.matched
         seen: set[tuple[str, bytes]] = set()
+        pairs = 0
         for event, known in zip(events, store.contains_many(events), strict=True):
-            side = counters.side(event.side)
+            side = sides[event.side]
             ident = (event.side, event.identity)
             if known or ident in seen:
                 side.duplicates += 1
                 continue
             seen.add(ident)
+            ts = event.ts
             if event.side == "left":
-                partners = store.scan("right", event.key, event.ts + lower, event.ts + upper)
+                partners = scan("right", event.key, ts + lower, ts + upper)
                 for entry in partners:
-                    out.matched.append(Matched(event, entry.event))
-                bound = spec.left_bound(event.ts)
+                    matched.append(Matched(event, entry.event))
+                    if not entry.matched:
+                        mark(entry, right_bound(entry.event.ts))
+                bound = left_bound(ts)
             else:
-                partners = store.scan("left", event.key, event.ts - upper, event.ts - lower)
+                partners = scan("left", event.key, ts - upper, ts - lower)
                 for entry in partners:
-                    out.matched.append(Matched(entry.event, event))
-                bound = spec.right_bound(event.ts)
-            for entry in partners:
-                if not entry.matched:
-                    store.mark_matched(entry.event)
-                    entry.matched = True
-            counters.pairs += len(partners)
-            store.insert(event, bool(partners), bound)
+                    matched.append(Matched(entry.event, event))
+                    if not entry.matched:
+                        mark(entry, left_bound(entry.event.ts))
+                bound = right_bound(ts)
+            pairs += len(partners)
+            insert(event, bool(partners), bound)
             side.stored += 1
+        counters.pairs += pairs
 
     def advance(self, marks: Iterable[PartitionMark] = ()) -> JoinOutput:
         """Take watermark heartbeats (and idleness) into account and evict."""

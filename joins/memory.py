@@ -46,8 +46,10 @@ class MemoryStore:
         self._rows[side][(event.key, event.ts, event.eid)] = Entry(event, matched)
         heapq.heappush(self._expiry[side], (bound, event.key, event.ts, event.eid))
 
-    def mark_matched(self, event: Event) -> None:
+    def mark_matched(self, entry: Entry, bound: int) -> None:
+        event = entry.event
         self._rows[event.side][(event.key, event.ts, event.eid)].matched = True
+        entry.matched = True
 
     def evict(self, side: Side, below: int, limit: int) -> list[Entry]:
         heap = self._expiry[side]

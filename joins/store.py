@@ -48,8 +48,10 @@ class JoinStore(Protocol):
         """Retain ``event`` (not present yet) until ``W - A > bound``."""
         ...
 
-    def mark_matched(self, event: Event) -> None:
-        """Record that the retained ``event`` has matched."""
+    def mark_matched(self, entry: Entry, bound: int) -> None:
+        """Record that a retained entry, as :meth:`scan` returned it, has matched;
+        sets ``entry.matched``. ``bound`` is the one the entry was inserted with
+        (a store may keep the flag in its expiry index too)."""
         ...
 
     def evict(self, side: Side, below: int, limit: int) -> list[Entry]:

@@ -13,7 +13,10 @@ Three key families share one keyspace, told apart by their first byte:
   yet) without reading a data block. Different keys with the same hash are still
   told apart by the length and key that follow.
 - expiry index ``X``: ``X | side | bound | entry key``, ordered by eviction bound,
-  then by entry key. The value is empty.
+  then by entry key. The value is ``01`` once the entry has matched, else
+  empty (state written before the flag was kept here has only empty values:
+  eviction then reads the entry's own flags byte), so that eviction counts
+  matched entries without reading their values.
 - meta ``M``: ``M | name`` (counts, writer schemas).
 """
 
@@ -56,14 +59,20 @@ def decode_time(data: bytes, offset: int = 0) -> int:
     return value - _OFFSET
 
 
-def key_prefix(side: Side, key: str) -> bytes:
-    """``side byte | u32 crc32 of key utf-8 | u16 length of key utf-8 | key utf-8``:
-    the common start of all entries of a key."""
+def key_body(key: str) -> bytes:
+    """``u32 crc32 of key utf-8 | u16 length | key utf-8``: :func:`key_prefix` after
+    the side byte (the same for both sides, so callers may cache it per key)."""
     raw = key.encode()
     if len(raw) > _MAX_KEY_BYTES:
         msg = f"join key is {len(raw)} bytes in UTF-8; the state layout holds at most 65535"
         raise StateError(msg)
-    return SIDE_BYTE[side] + _U32.pack(zlib.crc32(raw)) + _U16.pack(len(raw)) + raw
+    return _U32.pack(zlib.crc32(raw)) + _U16.pack(len(raw)) + raw
+
+
+def key_prefix(side: Side, key: str) -> bytes:
+    """``side byte | u32 crc32 of key utf-8 | u16 length of key utf-8 | key utf-8``:
+    the common start of all entries of a key."""
+    return SIDE_BYTE[side] + key_body(key)
 
 
 def entry_key(side: Side, key: str, ts: int, eid: bytes) -> bytes:
@@ -76,6 +85,19 @@ def entry_time_eid(entry: bytes, prefix_len: int) -> tuple[int, bytes]:
     return decode_time(entry, prefix_len), entry[prefix_len + 8 :]
 
 
+def encode_time_clamped(ts: int) -> bytes:
+    """:func:`encode_time` of ``ts``, raised to the smallest time the layout holds."""
+    return _U64.pack(ts + _OFFSET) if ts > -_OFFSET else b"\x00" * 8
+
+
+def encode_time_after(ts: int) -> bytes:
+    """The exclusive upper end, after a key prefix, of entries with time ``<= ts``:
+    :func:`encode_time` of ``ts + 1``, or ``0xFF`` * 9 past the largest time."""
+    if ts >= _OFFSET - 1:
+        return b"\xff" * 9
+    return _U64.pack(ts + 1 + _OFFSET) if ts + 1 > -_OFFSET else b"\x00" * 8
+
+
 def scan_bounds(side: Side, key: str, lo_ts: int, hi_ts: int) -> tuple[bytes, bytes]:
     """``[lower, upper)`` entry keys covering ``lo_ts <= ts <= hi_ts`` of one key.
 
@@ -83,10 +105,7 @@ def scan_bounds(side: Side, key: str, lo_ts: int, hi_ts: int) -> tuple[bytes, by
     the layout holds, it is the prefix followed by ``0xFF`` * 9 instead.
     """
     prefix = key_prefix(side, key)
-    lower = prefix + encode_time(max(lo_ts, -_OFFSET))
-    if hi_ts >= _OFFSET - 1:
-        return lower, prefix + b"\xff" * 9
-    return lower, prefix + encode_time(max(hi_ts + 1, -_OFFSET))
+    return prefix + encode_time_clamped(lo_ts), prefix + encode_time_after(hi_ts)
 
 
 def decode_entry_key(data: bytes) -> tuple[Side, str, int, bytes]:

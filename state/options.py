@@ -36,7 +36,7 @@ class RocksOptions:
     """
 
     total_bytes: int = 256 * MIB
-    write_buffer_bytes: int = 64 * MIB
+    write_buffer_bytes: int = 128 * MIB
     memtable_bytes: int = 16 * MIB
     max_write_buffers: int = 3
     block_size_bytes: int = 16 * 1024

@@ -12,8 +12,10 @@ counts. Reads merge the overlay over the DB:
   decode their value only when their event is read (:class:`EvictedEntry`):
   the join reads only those of the outer side that never matched.
 
-Durability: the WAL is written but not fsynced at commit, so a committed batch
-survives a process crash; snapshots go through :meth:`RocksStore.checkpoint`.
+Durability: no WAL. A live DB is never reopened after a crash: a fresh run
+starts empty, and a resumed one opens a clone of its last checkpoint
+(:meth:`RocksStore.checkpoint` flushes the memtables first, as does
+:meth:`RocksStore.close`). Writing the WAL cost a third of every commit.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from state.snapshot import clone_files, create_checkpoint
 from state.stats import StoreStats, read_properties, read_stats
 
 _NO_ITER: Any = None
+#: Value of an expiry index key whose entry has matched (``b""``: not known to).
+_MATCHED_FLAG = b"\x01"
 #: Not in the overlay (the overlay's None means deleted).
 _ABSENT: Any = object()
 
@@ -46,14 +50,27 @@ def _total_order() -> rocksdict.ReadOptions:
     return opts
 
 
+class StoredEntry(Entry):
+    """An :class:`~joins.store.Entry` that knows its RocksDB key, for
+    :meth:`RocksStore.mark_matched`."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, event: Event, matched: bool, key: bytes) -> None:
+        self.event = event
+        self.matched = matched
+        self.key = key
+
+
 class EvictedEntry(Entry):
-    """An evicted :class:`~joins.store.Entry` whose event is decoded on first read."""
+    """An evicted :class:`~joins.store.Entry` whose event is decoded on first read
+    (and whose value is read then, if the expiry index alone said it matched)."""
 
     __slots__ = ("_decoded", "_key", "_store", "_value")
 
-    def __init__(self, store: RocksStore, k: bytes, value: bytes) -> None:
+    def __init__(self, store: RocksStore, k: bytes, value: bytes | None) -> None:
         # Entry's own ``event`` slot is shadowed by the property below.
-        self.matched = is_matched(value)
+        self.matched = value is None or is_matched(value)
         self._store = store
         self._key = k
         self._value = value
@@ -62,7 +79,10 @@ class EvictedEntry(Entry):
     @property
     def event(self) -> Event:
         if self._decoded is None:
-            self._decoded = self._store._decode_entry(self._key, self._value).event
+            value = self._value
+            if value is None:
+                value = self._value = self._store._evicted_value(self._key)
+            self._decoded = self._store._decode_entry(self._key, value).event
         return self._decoded
 
     @event.setter
@@ -94,13 +114,16 @@ class RocksStore:
             msg = f"cannot open RocksDB state at {self.path}: {exc}"
             raise StateError(msg) from exc
         self._closed = False
+        self._write_options = rocksdict.WriteOptions()
+        # (rocksdict's stubs declare the property a method)
+        self._write_options.disable_wal = True  # type: ignore[method-assign, assignment]
         self._iter: Any = _NO_ITER
         self._xiter: Any = _NO_ITER
         self._pending: dict[bytes, bytes | None] = {}
         self._pending_events: dict[bytes, Event] = {}
         self._pending_by_prefix: dict[bytes, list[bytes]] = {}
         self._pending_expiry: dict[Side, list[bytes]] = {s: [] for s in SIDES}
-        self._read: dict[bytes, bytes] = {}
+        self._bodies: dict[str, bytes] = {}
         self._evict_from = {s: layout.expiry_prefix(s) for s in SIDES}
         self._count = {s: self._load_count(s) for s in SIDES}
         self._load_writer_schemas()
@@ -145,7 +168,8 @@ class RocksStore:
 
     def contains_many(self, events: Sequence[Event]) -> list[bool]:
         """For each event, whether an entry of the same side and identity exists."""
-        keys = [layout.entry_key(e.side, e.key, e.ts, e.eid) for e in events]
+        prefix, encode_time = self._prefix, layout.encode_time
+        keys = [prefix(e.side, e.key) + encode_time(e.ts) + e.eid for e in events]
         pending = self._pending
         found: list[bool] = [False] * len(keys)
         ask: list[bytes] = []
@@ -182,147 +206,194 @@ class RocksStore:
     def _drop_iterators(self) -> None:
         self._iter = self._xiter = _NO_ITER
 
+    def _prefix(self, side: Side, key: str) -> bytes:
+        """:func:`layout.key_prefix`, its side-free part cached until the commit."""
+        body = self._bodies.get(key)
+        if body is None:
+            body = self._bodies[key] = layout.key_body(key)
+        return layout.SIDE_BYTE[side] + body
+
     def scan(self, side: Side, key: str, lo_ts: int, hi_ts: int) -> list[Entry]:
         """Entries of ``side`` and ``key`` with ``lo_ts <= ts <= hi_ts``, by time."""
         if lo_ts > hi_ts:
             return []
-        prefix = layout.key_prefix(side, key)
+        prefix = self._prefix(side, key)
         plen = len(prefix)
-        lower, upper = layout.scan_bounds(side, key, lo_ts, hi_ts)
+        lower = prefix + layout.encode_time_clamped(lo_ts)
+        upper = prefix + layout.encode_time_after(hi_ts)
         pending = self._pending
-        read = self._read
-        keys: list[bytes] = []
         rows: list[Entry] = []
         it = self._iterator()
         it.seek(lower)
+        decode = self.codec.decode_parts
+        unpack = layout.decode_time
         while it.valid():
             k: bytes = it.key()
             if k >= upper:
                 break
             # the overlay wins; a None there is a deletion
-            value: bytes | None = pending.get(k, _ABSENT) if pending else _ABSENT
+            value: bytes | None = pending.get(k, _ABSENT)
             if value is _ABSENT:
                 value = it.value()
             if value is not None:
-                read[k] = value
-                keys.append(k)
-                rows.append(Entry(self._decode_event(side, key, k, plen, value), is_matched(value)))
+                partition, offset, record, text = decode(value)
+                event = Event(side, key, unpack(k, plen), k[plen + 8 :], record, partition,
+                              offset, text)  # fmt: skip
+                rows.append(StoredEntry(event, value[0] & 1 == 1, k))
             it.next()
         mine = self._pending_by_prefix.get(prefix)
         if not mine:
             return rows
-        merged = dict(zip(keys, rows, strict=True))
+        merged = {e.key: e for e in rows}  # type: ignore[attr-defined]
         for k in mine:
             if lower <= k < upper and k not in merged:
                 value = pending[k]
                 if value is not None:
-                    merged[k] = Entry(self._pending_events[k], is_matched(value))
+                    merged[k] = StoredEntry(self._pending_events[k], is_matched(value), k)
         return [merged[k] for k in sorted(merged)]
 
     def _decode_event(self, side: Side, key: str, k: bytes, plen: int, value: bytes) -> Event:
-        ts, eid = layout.entry_time_eid(k, plen)
-        stored = self.codec.decode(value)
-        return Event(
-            side, key, ts, eid, stored.record, stored.partition, stored.offset, stored.record_json
-        )
+        partition, offset, record, text = self.codec.decode_parts(value)
+        return Event(side, key, layout.decode_time(k, plen), k[plen + 8 :], record, partition,
+                     offset, text)  # fmt: skip
 
     def insert(self, event: Event, matched: bool, bound: int) -> None:
         """Retain ``event`` (not present yet) until ``W - A > bound``."""
         side = event.side
-        prefix = layout.key_prefix(side, event.key)
+        prefix = self._prefix(side, event.key)
         k = prefix + layout.encode_time(event.ts) + event.eid
-        value, text = self.codec.encode_with_json(
-            event.partition, event.offset, event.record, matched
-        )
-        self._pending[k] = value
-        if text is not None and event.record_json is None:
-            # the retained copy carries its JSON text: outputs need not encode it again
-            event = Event(
-                side, event.key, event.ts, event.eid, event.record, event.partition,
-                event.offset, text,
-            )  # fmt: skip
+        text = event.record_json
+        value = None
+        if text is not None:
+            value = self.codec.encode_text(event.partition, event.offset, text, matched)
+        if value is None:
+            value, text = self.codec.encode_with_json(
+                event.partition, event.offset, event.record, matched
+            )
+            if text is not None and event.record_json is None:
+                # the retained copy carries its JSON text: outputs need not encode it again
+                event.record_json = text
+        pending = self._pending
+        pending[k] = value
         self._pending_events[k] = event
-        self._pending_by_prefix.setdefault(prefix, []).append(k)
-        x = layout.expiry_key(side, bound, k)
-        self._pending[x] = b""
+        mine = self._pending_by_prefix.get(prefix)
+        if mine is None:
+            self._pending_by_prefix[prefix] = [k]
+        else:
+            mine.append(k)
+        x = layout.EXPIRY + layout.SIDE_BYTE[side] + layout.encode_time(bound) + k
+        pending[x] = _MATCHED_FLAG if matched else b""
         self._pending_expiry[side].append(x)
         if x < self._evict_from[side]:
             self._evict_from[side] = x
         self._count[side] += 1
 
-    def mark_matched(self, event: Event) -> None:
-        """Record that the retained ``event`` has matched (flags byte only)."""
-        k = layout.entry_key(event.side, event.key, event.ts, event.eid)
-        value = self._pending[k] if k in self._pending else self._read.get(k)
-        if value is None and k not in self._pending:
+    def mark_matched(self, entry: Entry, bound: int) -> None:
+        """Record that the retained entry (as :meth:`scan` returned it, inserted
+        with ``bound``) has matched: its value's flags byte and its expiry index
+        value; sets ``entry.matched``."""
+        e = entry.event
+        k = entry.key if isinstance(entry, StoredEntry) else None
+        if k is None:
+            k = self._prefix(e.side, e.key) + layout.encode_time(e.ts) + e.eid
+        pending = self._pending
+        value = pending.get(k, _ABSENT)
+        if value is _ABSENT:
             value = self._db.get(k)
         if value is None:
-            msg = f"mark_matched: no retained {event.side} event {event.key!r} at {event.ts} ms"
+            msg = f"mark_matched: no retained {e.side} event {e.key!r} at {e.ts} ms"
             raise StateError(msg)
-        if not is_matched(value):
-            self._pending[k] = with_matched(value)
+        if not value[0] & 1:
+            pending[k] = with_matched(value)
+        x = layout.EXPIRY + layout.SIDE_BYTE[e.side] + layout.encode_time(bound) + k
+        pending[x] = _MATCHED_FLAG
+        entry.matched = True
 
     def evict(self, side: Side, below: int, limit: int) -> list[Entry]:
         """Remove and return at most ``limit`` entries of ``side`` with bound
-        ``< below``, lowest bound first, walking the expiry index."""
+        ``< below``, lowest bound first, walking the expiry index.
+
+        An entry the expiry index marks as matched is returned without reading
+        its value; its event is read on first access (before the next commit).
+        """
         chosen = self._expiry_head(side, below, limit)
         if not chosen:
             return []
         pending = self._pending
+        pending_events = self._pending_events
         entries: list[Entry | None] = []
         ask: list[bytes] = []
         ask_at: list[int] = []
-        for x in chosen:
+        for x, flag in chosen:
             k = x[10:]
-            value = pending[k] if k in pending else self._read.get(k)
-            if value is None:
-                ask.append(k)
-                ask_at.append(len(entries))
-                entries.append(None)
-                continue
-            event = self._pending_events.get(k)
+            event = pending_events.get(k)
             if event is not None:
-                entries.append(Entry(event, is_matched(value)))
-            else:
-                entries.append(EvictedEntry(self, k, value))
+                value = pending[k]
+                entries.append(Entry(event, value is not None and is_matched(value)))
+            elif flag:
+                entries.append(EvictedEntry(self, k, None))
+            else:  # unmatched, or state written before the index held the flag
+                value = pending.get(k)
+                if value is None:
+                    ask.append(k)
+                    ask_at.append(len(entries))
+                    entries.append(None)
+                else:
+                    entries.append(EvictedEntry(self, k, value))
         if ask:
             for i, k, value in zip(ask_at, ask, self._multi_get(ask), strict=True):
                 if value is None:
                     msg = f"expiry index points at a missing entry {k[:40]!r} in {self.path}"
                     raise StateError(msg)
                 entries[i] = EvictedEntry(self, k, value)
-        for x in chosen:
+        for x, _flag in chosen:
             pending[x] = None
             pending[x[10:]] = None
-        self._evict_from[side] = chosen[-1] + b"\x00"
+        self._evict_from[side] = chosen[-1][0] + b"\x00"
         self._count[side] -= len(chosen)
         return [e for e in entries if e is not None]
+
+    def _evicted_value(self, k: bytes) -> bytes:
+        """The value of an entry evicted in this batch (still in the DB until commit)."""
+        value = self._db.get(k)
+        if value is None:
+            msg = f"evicted entry {k[:40]!r} read after the commit that deleted it"
+            raise StateError(msg)
+        return value  # type: ignore[no-any-return]
 
     def _decode_entry(self, k: bytes, value: bytes) -> Entry:
         side, key, _ts, _eid = layout.decode_entry_key(k)
         event = self._decode_event(side, key, k, layout.prefix_length(key), value)
         return Entry(event, is_matched(value))
 
-    def _expiry_head(self, side: Side, below: int, limit: int) -> list[bytes]:
-        """The first ``limit`` live expiry keys of ``side`` with bound ``< below``."""
+    def _expiry_head(self, side: Side, below: int, limit: int) -> list[tuple[bytes, bool]]:
+        """The first ``limit`` live expiry keys of ``side`` with bound ``< below``,
+        each with its matched flag (the index value ``b"\\x01"``)."""
         if limit <= 0:
             return []
         upper = layout.expiry_upper(side, below)
         pending = self._pending
-        from_db: list[bytes] = []
+        from_db: list[tuple[bytes, bool]] = []
         it = self._expiry_iterator()
         it.seek(self._evict_from[side])
         while it.valid() and len(from_db) < limit:
             x: bytes = it.key()
             if x >= upper:
                 break
-            if x not in pending:
-                from_db.append(x)
+            flag: bytes | None = pending.get(x, _ABSENT)
+            if flag is _ABSENT:
+                from_db.append((x, it.value() == _MATCHED_FLAG))
+            elif flag is not None:
+                from_db.append((x, flag == _MATCHED_FLAG))  # marked in this batch
             it.next()
         mine = self._pending_expiry[side]
         if mine:
-            mine = sorted(x for x in mine if x < upper and pending.get(x) is not None)
-            return list(heapq.merge(from_db, mine))[:limit]
+            fresh = sorted(
+                (x, pending[x] == _MATCHED_FLAG)
+                for x in mine
+                if x < upper and pending.get(x) is not None
+            )
+            return list(heapq.merge(from_db, fresh))[:limit]
         return from_db
 
     def count(self, side: Side) -> int:
@@ -331,7 +402,8 @@ class RocksStore:
 
     def commit(self) -> None:
         """Write the batch's overlay and the counts in one ``WriteBatch``."""
-        self._read.clear()
+        if len(self._bodies) > 100_000:
+            self._bodies.clear()
         if not self._pending:
             return
         batch = rocksdict.WriteBatch(raw_mode=True)
@@ -344,7 +416,7 @@ class RocksStore:
             batch.put(layout.count_key(side), layout.encode_count(self._count[side]))
         self._drop_iterators()
         try:
-            self._db.write(batch)
+            self._db.write(batch, self._write_options)
         except Exception as exc:  # rocksdict raises plain Exception for RocksDB errors
             msg = f"RocksDB write of {len(self._pending)} keys to {self.path} failed: {exc}"
             raise StateError(msg) from exc
@@ -361,7 +433,7 @@ class RocksStore:
         oldest: dict[Side, int | None] = {}
         for side in SIDES:
             head = self._expiry_head(side, 2**63, 1)
-            oldest[side] = layout.decode_entry_key(head[0][10:])[2] if head else None
+            oldest[side] = layout.decode_entry_key(head[0][0][10:])[2] if head else None
         return read_stats(self._db, self.path, dict(self._count), oldest)
 
     def rocksdb_properties(self) -> dict[str, int]:

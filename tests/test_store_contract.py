@@ -77,7 +77,7 @@ class TestStoreContract:
         assert s.contains_many([a]) == [True]
         assert [e.event for e in s.scan("right", "k", 0, 10)] == [a]
         assert s.count("right") == 1
-        s.mark_matched(a)
+        s.mark_matched(s.scan("right", "k", 5, 5)[0], 5)
         assert s.scan("right", "k", 5, 5)[0].matched
         assert [e.event for e in s.evict("right", 6, 10)] == [a]
         assert s.count("right") == 0
@@ -111,7 +111,7 @@ class TestStoreContract:
         s.insert(a, False, 100)
         s.commit()
         assert not s.scan("left", "k", 1, 1)[0].matched
-        s.mark_matched(a)
+        s.mark_matched(s.scan("left", "k", 1, 1)[0], 100)
         got = s.scan("left", "k", 1, 1)[0]
         assert got.matched
         assert got.event == a
@@ -193,7 +193,7 @@ class TestStoreContract:
         a, b = ev("left", "k", 1), ev("right", "k", 2)
         s.insert(a, False, 10)
         s.insert(b, False, 20)
-        s.mark_matched(b)
+        s.mark_matched(s.scan("right", "k", 2, 2)[0], 20)
         s.commit()
         s.evict("left", 11, 10)
         s.commit()

@@ -128,7 +128,7 @@ def test_newer_reader_reads_state_written_with_v1(tmp_path: Path) -> None:
     new = Event("left", "k", 6, content_id(b"new"), {"c": None}, "p2", 43)
     with RocksStore(tmp_path / "db", budget, fresh) as store:
         assert [e.event for e in store.scan("left", "k", 0, 10)] == [old]
-        store.mark_matched(old)
+        store.mark_matched(store.scan("left", "k", 5, 5)[0], 100)
         store.insert(new, False, 100)
         store.commit()
     with RocksStore(tmp_path / "db", budget, StateCodec(v2_schema())) as store:
@@ -156,7 +156,7 @@ def test_v2_reads_state_written_with_the_v1_map_schema(tmp_path: Path) -> None:
         got = store.scan("left", "k", 0, 10)
         assert [e.event for e in got] == [old]
         assert same(got[0].event.record, old.record)
-        store.mark_matched(old)
+        store.mark_matched(store.scan("left", "k", 5, 5)[0], 100)
         store.insert(new, False, 100)
     with RocksStore(tmp_path / "db", budget, StateCodec()) as store:
         got = store.scan("left", "k", 0, 10)

@@ -16,7 +16,7 @@ from state.store import RocksStore
     [
         ({"total_bytes": 0}, "total_bytes must be a positive integer"),
         ({"write_buffer_bytes": 256 * MIB}, "must be less than total_bytes"),
-        ({"memtable_bytes": 128 * MIB}, "must not exceed write_buffer_bytes"),
+        ({"memtable_bytes": 129 * MIB}, "must not exceed write_buffer_bytes"),
         ({"bloom_bits_per_key": 99}, "bloom_bits_per_key"),
         ({"compression": "gzip"}, "compression must be one of"),
         ({"max_open_files": 0}, "max_open_files"),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from joins import Event, content_id
-from state.codec import StateCodec, StoredValue
+from state import layout
+from state.codec import StateCodec
 from state.options import MIB, MemoryBudget, RocksOptions
 from state.store import RocksStore
 
@@ -17,9 +19,9 @@ class CountingCodec(StateCodec):
         super().__init__()
         self.decoded = 0
 
-    def decode(self, value: bytes) -> StoredValue:
+    def decode_parts(self, value: bytes) -> tuple[str, int, dict[str, Any] | None, str | None]:
         self.decoded += 1
-        return super().decode(value)
+        return super().decode_parts(value)
 
 
 @pytest.mark.parametrize("committed", [True, False])
@@ -34,7 +36,8 @@ def test_evicted_entries_decode_lazily(tmp_path: Path, committed: bool) -> None:
         store.insert(a, False, 10)
         store.insert(b, False, 11)
         store.commit()
-        store.mark_matched(a)
+        store.mark_matched(store.scan("left", "k", 5, 5)[0], 10)
+        codec.decoded = 0  # (the scan decoded ``a``)
         if committed:
             store.commit()
         evicted = store.evict("left", 100, 10)
@@ -48,3 +51,20 @@ def test_evicted_entries_decode_lazily(tmp_path: Path, committed: bool) -> None:
         assert codec.decoded == 2
         assert store.count("left") == 0
         assert store.scan("left", "k", 0, 100) == []
+
+
+def test_eviction_reads_the_entry_flag_when_the_index_lacks_it(tmp_path: Path) -> None:
+    """State written before the expiry index held the matched flag (its values
+    all empty) still evicts matched entries as matched."""
+    a = Event("left", "k", 5, content_id(b"a"), {"a": 1}, "p", 1)
+    b = Event("left", "k", 6, content_id(b"b"), {"b": 2}, "p", 2)
+    with RocksStore(tmp_path / "db") as store:
+        store.insert(a, True, 10)
+        store.insert(b, False, 11)
+        store.commit()
+        for x in (layout.expiry_key("left", 10, layout.entry_key("left", "k", 5, a.eid)),
+                  layout.expiry_key("left", 11, layout.entry_key("left", "k", 6, b.eid))):
+            assert store._db.get(x) in (b"\x01", b"")
+            store._db.put(x, b"")  # as the older layout wrote it
+        evicted = store.evict("left", 100, 10)
+        assert [(e.event, e.matched) for e in evicted] == [(a, True), (b, False)]
