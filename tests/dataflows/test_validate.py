@@ -23,7 +23,8 @@ from dataflows import records
 from dataflows.decode import Invalid, SourceFormat, read_batches
 from dataflows.generator import GeneratedDataset, GeneratorConfig, generate
 from dataflows.outputs import read_rows
-from dataflows.validate import _pair_id, _row_id, main, validate
+from dataflows.validate import main, validate
+from dataflows.validate_expected import pair_id, row_id
 from joins import (
     Event,
     IntervalJoiner,
@@ -296,6 +297,6 @@ def test_ids_computed_by_validate_are_the_join_cores(
 ) -> None:
     left = Event("left", key, lts, leid.to_bytes(8, "big", signed=True), {})
     right = Event("right", key, rts, reid.to_bytes(8, "big", signed=True), {})
-    assert _pair_id(key, lts, leid, rts, reid) == match_id(left, right)
-    assert _row_id(0, key, lts, leid) == unmatched_id(left)
-    assert _row_id(1, key, rts, reid) == unmatched_id(right)
+    assert pair_id(key, lts, leid, rts, reid) == match_id(left, right)
+    assert row_id(0, key, lts, leid) == unmatched_id(left)
+    assert row_id(1, key, rts, reid) == unmatched_id(right)
