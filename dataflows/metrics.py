@@ -17,16 +17,17 @@ counters, and the conservation law holds on them::
     streamjoin_stored_events_total - streamjoin_evicted_events_total
       == streamjoin_state_entries          (summed over shards, per side)
 
-Sizes, watermarks, lags and hot keys are computed at scrape time (a collector),
-never on the hot path. The metrics and where each is fed from are listed in
-``grafana/README.md``.
+Sizes, watermarks, lags and hot keys are computed at scrape time (a collector,
+:mod:`dataflows.metrics_collector`), never on the hot path, from what the
+bundle recorded: the shards' latest counters and watermarks
+(:mod:`dataflows.metrics_progress`) and a sample of their keys
+(:mod:`dataflows.metrics_hotkeys`). The metrics and where each is fed from are
+listed in ``grafana/README.md``.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Final
 
@@ -34,12 +35,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 
 from dataflows.metrics_collector import RuntimeCollector, StateCollector
 from dataflows.metrics_histogram import BatchHistogram
-from dataflows.metrics_hotkeys import HOT_KEY_RANKS, HotKeys
+from dataflows.metrics_hotkeys import HOT_KEY_RANKS, HotKeys, SampledHotKeys
+from dataflows.metrics_progress import ProcessProgress
 from dataflows.metrics_reasons import REASON_CLASSES, reason_class
 from joins import Event, JoinCounters, JoinOutput, JoinSpec, Side
-from joins.counters import SideCounters
 from joins.events import SIDES
-from joins.watermark import WM_MAX, WM_MIN
 
 #: Lateness and lags: from milliseconds to days (replays of old data lag by
 #: days behind the wall clock; +Inf is added).
@@ -60,12 +60,6 @@ DURATION_BUCKETS_SECONDS: Final = (
 def wall_seconds() -> float:
     """Wall-clock time in epoch seconds."""
     return datetime.now(UTC).timestamp()
-
-
-@dataclass(slots=True)
-class _Shard:
-    counters: JoinCounters
-    watermark_ms: int | None = None
 
 
 class JoinMetrics:
@@ -94,10 +88,8 @@ class JoinMetrics:
         self.process = process
         self.spec = spec or JoinSpec()
         self._wall = wall_clock
-        self._lock = threading.Lock()
-        self._shards: dict[str, _Shard] = {}
-        #: (stream, partition) -> newest event time read (ms), or None once closed.
-        self._inputs: dict[tuple[str, str], int | None] = {}
+        #: What the shards and inputs of this process have reached (scrape time).
+        self.progress = ProcessProgress(self.spec.max_out_of_orderness_ms)
         r = registry
 
         # -- inputs (fed by the sources) ----------------------------------------
@@ -231,25 +223,13 @@ class JoinMetrics:
         # -- scrape time ----------------------------------------------------------
         self.state = StateCollector()
         r.register(self.state)
-        if hot_key_sample < 1:
-            msg = f"hot_key_sample must be >= 1 (one event in N), got {hot_key_sample}"
-            raise ValueError(msg)
+        self._hot = SampledHotKeys(self.spec, hot_key_sample)
         self.hot_key_sample = hot_key_sample
-        self._hot_offset = 0
-        self.hot_keys: dict[Side, HotKeys] = {
-            "left": HotKeys(self._horizon_ms("left")),
-            "right": HotKeys(self._horizon_ms("right")),
-        }
+        self.hot_keys: dict[Side, HotKeys] = self._hot.sides
         r.register(RuntimeCollector(self))
         if process_collector:
             ProcessCollector(registry=r)
         self._init_series()
-
-    def _horizon_ms(self, side: Side) -> int:
-        """How long an event of ``side`` is retained beyond the watermark, at least 1 ms."""
-        s = self.spec
-        span = s.left_bound(0) if side == "left" else s.right_bound(0)
-        return max(1, span + s.allowed_lateness_ms + s.max_out_of_orderness_ms)
 
     def _init_series(self) -> None:
         # Series of bounded label sets exist from the start at 0, so that rate()
@@ -286,11 +266,7 @@ class JoinMetrics:
         child = self.input_events.labels(stream, partition)
         if events:
             child.inc(events)
-        with self._lock:
-            if closed:
-                self._inputs[(stream, partition)] = None
-            elif max_ts_ms is not None:
-                self._inputs[(stream, partition)] = max_ts_ms
+        self.progress.record_input(stream, partition, max_ts_ms, closed=closed)
 
     def observe_invalid(self, stream: str, reasons: Iterable[str]) -> None:
         """Dead letters of ``stream``: their ``Invalid.reason`` texts."""
@@ -319,19 +295,12 @@ class JoinMetrics:
         they restored from a snapshot: the process's counters then sum to the
         run's totals, like ``run.json``.
         """
-        with self._lock:
-            state = self._shards.get(shard)
-            if state is None:
-                state = self._shards[shard] = _Shard(JoinCounters())
-            previous = state.counters
-            state.counters = _copy(counters)
-            if WM_MIN < output.watermark_ms < WM_MAX:
-                state.watermark_ms = output.watermark_ms
+        previous = self.progress.record_batch(shard, counters, output.watermark_ms)
         self._count(previous, counters)
         self.batch_duration.observe(seconds)
         if events:
             self.batch_events.inc(len(events))
-            self._hot(events)
+            self._hot.add_batch(events)
         for late in output.late:
             self.lateness.labels(late.event.side).observe(late.lateness_ms / 1000.0)
         matched, unmatched = output.matched, output.unmatched
@@ -367,33 +336,12 @@ class JoinMetrics:
             if evicted:
                 self.evicted_events.labels(side).inc(evicted)
 
-    def _hot(self, events: Sequence[Event]) -> None:
-        # A strided sample (the start rotates from batch to batch) keeps the cost
-        # at a fraction of the join's; keys worth ranking are frequent enough to
-        # be sampled.
-        step = self.hot_key_sample
-        if step > 1:
-            self._hot_offset = (self._hot_offset + 1) % step
-            events = events[self._hot_offset :: step]
-        by_side: dict[Side, list[str]] = {"left": [], "right": []}
-        newest: dict[Side, int] = {"left": WM_MIN, "right": WM_MIN}
-        for e in events:
-            by_side[e.side].append(e.key)
-            if e.ts > newest[e.side]:
-                newest[e.side] = e.ts
-        for side, keys in by_side.items():
-            if keys:
-                self.hot_keys[side].add(keys, newest[side], weight=step)
-
     def forget_shard(self, shard: str) -> None:
         """``shard`` ended here (end of input): its watermark stops counting.
 
         Its counts stay in the counters (they are cumulative).
         """
-        with self._lock:
-            state = self._shards.get(shard)
-            if state is not None:
-                state.watermark_ms = None
+        self.progress.end_shard(shard)
         self.state.unregister(shard)
 
     # -- called by recovery and the run -------------------------------------------------
@@ -418,41 +366,15 @@ class JoinMetrics:
 
     def watermarks_ms(self) -> dict[str, int]:
         """The current watermark of every shard of this process that has one."""
-        with self._lock:
-            return {
-                name: s.watermark_ms
-                for name, s in self._shards.items()
-                if s.watermark_ms is not None
-            }
+        return self.progress.watermarks_ms()
 
     def input_watermarks_ms(self) -> dict[str, int]:
         """Per stream, the minimum over its open partitions here of newest ts - D."""
-        d = self.spec.max_out_of_orderness_ms
-        out: dict[str, int] = {}
-        with self._lock:
-            items = list(self._inputs.items())
-        for (stream, _partition), max_ts in items:
-            if max_ts is None:
-                continue
-            wm = max_ts - d
-            if stream not in out or wm < out[stream]:
-                out[stream] = wm
-        return out
+        return self.progress.input_watermarks_ms()
 
     def counters(self) -> JoinCounters:
         """The sum of the latest counters of every shard seen by this process."""
-        total = JoinCounters()
-        with self._lock:
-            for state in self._shards.values():
-                total.add(state.counters)
-        return total
-
-
-def _copy(counters: JoinCounters) -> JoinCounters:
-    def side(s: SideCounters) -> SideCounters:
-        return SideCounters(**{f.name: getattr(s, f.name) for f in fields(SideCounters)})
-
-    return JoinCounters(side(counters.left), side(counters.right), counters.pairs)
+        return self.progress.counters()
 
 
 __all__ = [

@@ -16,6 +16,8 @@ decayed count with time constant ``horizon`` converges to exactly that, so
 
 The keys stay inside the summary; only their ranked counts leave it
 (:meth:`HotKeys.top`), so no join key ever becomes a label.
+:class:`SampledHotKeys` feeds both sides' summaries from a strided sample of
+each batch the shard logic processes.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import heapq
 import math
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+from joins import Event, JoinSpec, Side
+from joins.events import SIDES
+from joins.watermark import WM_MIN
 
 #: How many of the hottest keys are exported (rank ``"1"`` is the hottest).
 HOT_KEY_RANKS = 5
@@ -115,3 +121,44 @@ class HotKeys:
         """Estimated share (0..1) of the ``k`` hottest keys in the side's state."""
         values, total = self.top(k)
         return min(1.0, sum(values) / total) if total > 0 else 0.0
+
+
+class SampledHotKeys:
+    """Both sides' :class:`HotKeys` of one process, fed a sample of each batch.
+
+    Each side's horizon is how long ``spec`` retains its events beyond the
+    watermark. One event in ``sample`` (1: all) is counted, ``sample`` times.
+    """
+
+    def __init__(self, spec: JoinSpec, sample: int) -> None:
+        if sample < 1:
+            msg = f"hot_key_sample must be >= 1 (one event in N), got {sample}"
+            raise ValueError(msg)
+        self.sample = sample
+        self._offset = 0
+        self.sides: dict[Side, HotKeys] = {side: HotKeys(_horizon_ms(spec, side)) for side in SIDES}
+
+    def add_batch(self, events: Sequence[Event]) -> None:
+        """Count a sample of one batch of events (both sides mixed)."""
+        # A strided sample (the start rotates from batch to batch) keeps the cost
+        # at a fraction of the join's; keys worth ranking are frequent enough to
+        # be sampled.
+        step = self.sample
+        if step > 1:
+            self._offset = (self._offset + 1) % step
+            events = events[self._offset :: step]
+        by_side: dict[Side, list[str]] = {"left": [], "right": []}
+        newest: dict[Side, int] = {"left": WM_MIN, "right": WM_MIN}
+        for e in events:
+            by_side[e.side].append(e.key)
+            if e.ts > newest[e.side]:
+                newest[e.side] = e.ts
+        for side, keys in by_side.items():
+            if keys:
+                self.sides[side].add(keys, newest[side], weight=step)
+
+
+def _horizon_ms(spec: JoinSpec, side: Side) -> int:
+    """How long an event of ``side`` is retained beyond the watermark, at least 1 ms."""
+    span = spec.left_bound(0) if side == "left" else spec.right_bound(0)
+    return max(1, span + spec.allowed_lateness_ms + spec.max_out_of_orderness_ms)

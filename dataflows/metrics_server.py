@@ -16,6 +16,7 @@ start it, and it has no watermark, state or lag metrics: those are here.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -77,7 +78,7 @@ class _ScrapeCounter(Collector):
 
 @dataclass(frozen=True)
 class MetricsServer:
-    """A running metrics endpoint: ``http://{host}:{port}/metrics``."""
+    """A running metrics endpoint: ``http://{host}:{port}/metrics`` (:func:`metrics_url`)."""
 
     host: str
     port: int
@@ -124,13 +125,27 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/metrics"
+        """Where to scrape it (an IPv6 host in brackets)."""
+        return metrics_url(self.host, self.port)
 
     def close(self) -> None:
         """Stop serving and free the port."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::1]:9464``, RFC 3986)."""
+    if ":" in host and not host.startswith("["):
+        # A zone index ("fe80::1%eth0") is written %25 in a URI (RFC 6874).
+        return f"[{host.replace('%', '%25')}]:{port}"
+    return f"{host}:{port}"
+
+
+def metrics_url(host: str, port: int) -> str:
+    """The URL of the metrics served on ``host`` and ``port``."""
+    return f"http://{host_port(host, port)}/metrics"
 
 
 def process_port(base_port: int, process_index: int) -> int:
@@ -162,6 +177,20 @@ def serve_metrics(
     try:
         server, thread = start_http_server(port, addr=host, registry=counter)
     except OSError as exc:
-        msg = f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+        msg = f"cannot serve metrics on {host_port(host, port)}: {exc.strerror or exc}"
         raise OSError(exc.errno, msg) from exc
     return MetricsServer(host, int(server.server_port), server, thread, counter)
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Raise ``OSError`` unless :func:`serve_metrics` could bind ``host:port`` now.
+
+    Binds a socket as prometheus_client's server does (the first address
+    ``getaddrinfo`` gives, ``SO_REUSEADDR``) and closes it at once, so that a
+    run can refuse a taken port before it starts any process.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _type, _proto, _name, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)

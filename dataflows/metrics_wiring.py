@@ -12,7 +12,9 @@ process nobody scraped exits at once.
 Each process serves on ``metrics_port + process index`` (``0``: an ephemeral
 port each). With no port configured, the default base port is used when free
 and an ephemeral port otherwise (with a warning); a port given explicitly must
-be free. The endpoint actually served is written to
+be free: the run checks them all with :func:`check_metrics_ports` before it
+starts any process (a config error, exit status 2), and a process that still
+finds its port taken fails. The endpoint actually served is written to
 ``OUT/.run/metrics-<index>.json``, which the run reads into ``run.json``.
 """
 
@@ -29,11 +31,13 @@ from typing import Any, TextIO
 from prometheus_client import CollectorRegistry
 
 from dataflows.config import RunConfig
-from dataflows.errors import RunError
+from dataflows.errors import ConfigError, RunError
 from dataflows.metrics import JoinMetrics
 from dataflows.metrics_server import (
     DEFAULT_METRICS_PORT,
     MetricsServer,
+    check_bindable,
+    host_port,
     process_port,
     serve_metrics,
 )
@@ -58,6 +62,31 @@ def read_endpoints(out_dir: str, processes: int) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
     return found
+
+
+def check_metrics_ports(cfg: RunConfig) -> None:
+    """Raise :class:`~dataflows.errors.ConfigError` unless every port that
+    ``--metrics-port`` gives the processes of ``cfg`` can be bound on
+    ``--metrics-host`` now.
+
+    Called by the run before it starts any process. Without ``--metrics-port``
+    (the default base port, falling back to ephemeral ones) and with ``0``
+    (ephemeral ports) there is nothing to check.
+    """
+    base = cfg.metrics_port
+    if not base:
+        return
+    for i in range(cfg.processes):
+        port = process_port(base, i)
+        try:
+            check_bindable(cfg.metrics_host, port)
+        except OSError as exc:
+            msg = (
+                f"--metrics-port {base}: process {i} cannot serve metrics on "
+                f"{host_port(cfg.metrics_host, port)} ({exc.strerror or exc}); process i "
+                f"serves on {base} + i: choose free ports, or 0 for ephemeral ones"
+            )
+            raise ConfigError(msg) from exc
 
 
 @dataclass

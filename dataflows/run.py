@@ -170,9 +170,15 @@ def _wait(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
-    """Run the join of ``cfg`` to the end of its inputs and write ``run.json``."""
+    """Run the join of ``cfg`` to the end of its inputs and write ``run.json``.
+
+    Raises :class:`~dataflows.errors.ConfigError` before touching ``OUT`` or
+    starting a process if a ``--metrics-port`` port cannot be bound.
+    """
+    from dataflows.metrics_wiring import check_metrics_ports
     from dataflows.recovering import begin
 
+    check_metrics_ports(cfg)
     session = begin(cfg, prepare_out_dir)  # recovery (#4): init, resume or fresh
     if session.describe():
         echo(session.describe())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,42 @@ def test_missing_inputs_are_named(tmp_path: Path) -> None:
     res = cli("run", "--out", str(tmp_path))
     assert res.returncode == 2
     assert "--left is required" in res.stderr
+
+
+def _listening_above_a_free_port() -> socket.socket:
+    """A socket listening on loopback port ``q`` such that ``q - 1`` is free."""
+    for _ in range(50):
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", taken.getsockname()[1] - 1))
+        except OSError:
+            taken.close()
+            continue
+        return taken
+    pytest.fail("no free port below an ephemeral one in 50 attempts")
+
+
+def test_a_taken_metrics_port_fails_before_any_worker_starts(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    left, right = inputs
+    out = tmp_path / "out"
+    with _listening_above_a_free_port() as taken:
+        port = taken.getsockname()[1]
+        # Process 0 would serve on port - 1 (free), process 1 on port (taken).
+        res = cli("run", "--left", str(left), "--right", str(right), "--out", str(out),
+                  "--processes", "2", "--metrics-port", str(port - 1))  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert res.stdout == ""
+    assert res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(f"streamjoin run: error: --metrics-port {port - 1}: ")
+    assert f"process 1 cannot serve metrics on 127.0.0.1:{port} (" in res.stderr
+    assert "Traceback" not in res.stderr
+    # No process started: no endpoint, no output, not even the output directory.
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("suffix", ["toml", "json"])

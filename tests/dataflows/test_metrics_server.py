@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import urllib.request
 
@@ -9,7 +10,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from dataflows.metrics import JoinMetrics
-from dataflows.metrics_server import process_port, serve_metrics
+from dataflows.metrics_server import (
+    check_bindable,
+    metrics_url,
+    process_port,
+    serve_metrics,
+)
 
 
 def test_serves_the_bundle_on_an_ephemeral_loopback_port() -> None:
@@ -70,3 +76,53 @@ def test_each_process_has_its_own_port() -> None:
         process_port(65535, 1)
     with pytest.raises(ValueError, match=">= 0"):
         process_port(9464, -1)
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:9464/metrics"),
+        ("localhost", "http://localhost:9464/metrics"),
+        ("::1", "http://[::1]:9464/metrics"),
+        ("::", "http://[::]:9464/metrics"),
+        ("fe80::1%eth0", "http://[fe80::1%25eth0]:9464/metrics"),
+    ],
+)
+def test_urls_put_ipv6_hosts_in_brackets(host: str, url: str) -> None:
+    assert metrics_url(host, 9464) == url
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_an_ipv6_endpoint_is_scraped_at_its_url() -> None:
+    registry = CollectorRegistry()
+    JoinMetrics(registry, process="3", process_collector=False)
+    server = serve_metrics(registry, 0, host="::1")
+    try:
+        assert server.url == f"http://[::1]:{server.port}/metrics"
+        with urllib.request.urlopen(server.url, timeout=5) as resp:  # noqa: S310 -- loopback
+            assert 'streamjoin_process_info{process="3"} 1.0' in resp.read().decode()
+        with pytest.raises(OSError, match=rf"\[::1\]:{server.port}"):
+            serve_metrics(registry, server.port, host="::1")
+    finally:
+        server.close()
+
+
+def test_a_port_is_bindable_until_something_listens_on_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        taken.listen()
+        with pytest.raises(OSError, match="in use"):
+            check_bindable("127.0.0.1", port)
+    check_bindable("127.0.0.1", port)
+    with socket.socket() as again:  # the check holds nothing (no SO_REUSEADDR here)
+        again.bind(("127.0.0.1", port))

@@ -4,12 +4,15 @@ fallback, the end-of-run linger and the configuration keys."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import socket
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,12 @@ from dataflows.errors import ConfigError, RunError
 from dataflows.flow import build_flow
 from dataflows.generator import GeneratorConfig, generate
 from dataflows.metrics import JoinMetrics
-from dataflows.metrics_wiring import ProcessMetrics, endpoint_path, read_endpoints
+from dataflows.metrics_wiring import (
+    ProcessMetrics,
+    check_metrics_ports,
+    endpoint_path,
+    read_endpoints,
+)
 from dataflows.run import format_summary, prepare_out_dir, summarize
 
 SIDES = ("left", "right")
@@ -149,6 +157,45 @@ def test_the_default_port_falls_back_but_an_explicit_one_fails(
         explicit = RunConfig(**{**cfg.__dict__, "metrics_port": port})
         with pytest.raises(RunError, match=f"--metrics-port {port}"):
             ProcessMetrics.start(explicit, 0, log=io.StringIO())
+
+
+def test_the_run_checks_explicit_ports_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _config(tmp_path, processes=3)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # The default base port falls back to ephemeral ones, 0 asks for them.
+        monkeypatch.setattr("dataflows.metrics_wiring.DEFAULT_METRICS_PORT", port)
+        check_metrics_ports(cfg)
+        check_metrics_ports(replace(cfg, metrics_port=0))
+        # Process 2 of 3 would serve on base + 2.
+        base = replace(cfg, metrics_port=port - 2)
+        with pytest.raises(ConfigError) as err:
+            check_metrics_ports(base)
+    assert str(err.value) == (
+        f"--metrics-port {port - 2}: process 2 cannot serve metrics on 127.0.0.1:{port} "
+        f"({os.strerror(errno.EADDRINUSE)}); process i serves on {port - 2} + i: choose free "
+        "ports, or 0 for ephemeral ones"
+    )
+
+
+def test_an_ipv6_endpoint_is_recorded_with_brackets(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, metrics_port=0, metrics_host="::1")
+    log = io.StringIO()
+    try:
+        served = ProcessMetrics.start(cfg, 0, log=log)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    served.finish(linger_s=0)
+    url = f"http://[::1]:{served.server.port}/metrics"
+    assert f"process 0 serves metrics at {url}" in log.getvalue()
+    assert [e["url"] for e in read_endpoints(cfg.out_dir, 1)] == [url]
+    summary = summarize(cfg, 1.0, datetime.now(UTC), 0, 0)
+    assert [e["url"] for e in summary["metrics"]] == [url]
+    assert f"metrics        {url}  (one per process" in format_summary(summary)
 
 
 def test_a_process_lingers_for_a_fresh_scrape_only_when_scraped(tmp_path: Path) -> None:
