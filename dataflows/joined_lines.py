@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from hashlib import blake2b
 
-from joins import Event, Matched, Unmatched, match_id, unmatched_id
+from joins import Event, Matched, Unmatched, unmatched_id
 
 #: The encoder of ``records.json_line`` (compact, ASCII-escaped, ``str()`` for
 #: values JSON lacks); the equality test fails if the two drift apart.
@@ -33,34 +34,31 @@ class JoinedLineEncoder:
     """Turns :class:`~joins.Matched` / :class:`~joins.Unmatched` rows into JSON lines."""
 
     def __init__(self, cache_events: int = CACHE_EVENTS) -> None:
-        self._cache: dict[tuple[str, bytes], tuple[str, str, str, str]] = {}
+        self._cache: dict[tuple[str, bytes], str] = {}
         self._limit = cache_events
         self._partition_json: dict[str, str] = {}
         self._key_json: dict[str, str] = {}
 
-    def _parts(self, e: Event) -> tuple[str, str, str, str]:
-        """``(record, "eid", partition, offset)`` as JSON text."""
+    def _record(self, e: Event) -> str:
+        """The record's JSON text: carried by the event, or encoded once per event."""
         text = e.record_json
         if text is not None:
-            part = self._partition_json.get(e.partition)
-            if part is None:
-                if len(self._partition_json) >= self._limit:
-                    self._partition_json.clear()
-                part = self._partition_json[e.partition] = json_line(e.partition)
-            return text, '"' + e.eid.hex() + '"', part, str(e.offset)
+            return text
         ident = (e.side, e.identity)
-        parts = self._cache.get(ident)
-        if parts is None:
+        text = self._cache.get(ident)
+        if text is None:
             if len(self._cache) >= self._limit:
                 self._cache.clear()
-            parts = (
-                json_line(e.record),
-                '"' + e.eid.hex() + '"',
-                json_line(e.partition),
-                str(e.offset),
-            )
-            self._cache[ident] = parts
-        return parts
+            text = self._cache[ident] = json_line(e.record)
+        return text
+
+    def _partition(self, partition: str) -> str:
+        text = self._partition_json.get(partition)
+        if text is None:
+            if len(self._partition_json) >= self._limit:
+                self._partition_json.clear()
+            text = self._partition_json[partition] = json_line(partition)
+        return text
 
     def _key(self, key: str) -> str:
         text = self._key_json.get(key)
@@ -74,40 +72,45 @@ class JoinedLineEncoder:
         """One line per row, without newlines."""
         out: list[str] = []
         append = out.append
-        parts = self._parts
-        key_json = self._key_json
+        record, partition, key_text = self._record, self._partition, self._key
+        keys = self._key_json
         # A probe's pairs come one after the other and share the probing event:
         # its parts are looked up once.
         last_left: Event | None = None
         last_right: Event | None = None
-        lrec = leid = lpart = loff = rrec = reid = rpart = roff = ""
+        lrec = lpart = leid = rrec = rpart = reid = ""
+        lid = rid = b""
         for row in rows:
             if type(row) is Matched:
                 left, right = row.left, row.right
                 if left is not last_left:
-                    lrec, leid, lpart, loff = parts(left)
+                    lrec, lpart, leid = record(left), partition(left.partition), left.eid.hex()
+                    lid = left.identity
                     last_left = left
                 if right is not last_right:
-                    rrec, reid, rpart, roff = parts(right)
+                    rrec, rpart, reid = record(right), partition(right.partition), right.eid.hex()
+                    rid = right.identity
                     last_right = right
-                key = key_json.get(left.key) or self._key(left.key)
+                # ``match_id(left, right)``, inline
+                mid = blake2b(b"M" + lid + b"|" + rid, digest_size=16).hexdigest()
                 append(
-                    f'{{"key":{key},"kind":"match","left":{lrec},'
+                    f'{{"key":{keys.get(left.key) or key_text(left.key)},"kind":"match",'
+                    f'"left":{lrec},'
                     f'"right":{rrec},"left_ts":{left.ts},"right_ts":{right.ts},'
-                    f'"id":"{match_id(left, right)}","left_eid":{leid},"right_eid":{reid},'
-                    f'"left_partition":{lpart},"left_offset":{loff},'
-                    f'"right_partition":{rpart},"right_offset":{roff}}}'
+                    f'"id":"{mid}","left_eid":"{leid}","right_eid":"{reid}",'
+                    f'"left_partition":{lpart},"left_offset":{left.offset},'
+                    f'"right_partition":{rpart},"right_offset":{right.offset}}}'
                 )
                 continue
             assert isinstance(row, Unmatched)  # noqa: S101 - narrows the union for mypy
             e = row.event
-            rec, eid, part, off = parts(e)
-            key = self._key(e.key)
+            rec, part, eid, off = record(e), partition(e.partition), e.eid.hex(), e.offset
+            key = key_text(e.key)
             if e.side == "left":
                 append(
                     f'{{"key":{key},"kind":"left_only","left":{rec},'
                     f'"right":null,"left_ts":{e.ts},"right_ts":null,'
-                    f'"id":"{unmatched_id(e)}","left_eid":{eid},"right_eid":null,'
+                    f'"id":"{unmatched_id(e)}","left_eid":"{eid}","right_eid":null,'
                     f'"left_partition":{part},"left_offset":{off},'
                     f'"right_partition":null,"right_offset":null}}'
                 )
@@ -115,7 +118,7 @@ class JoinedLineEncoder:
                 append(
                     f'{{"key":{key},"kind":"right_only","left":null,'
                     f'"right":{rec},"left_ts":null,"right_ts":{e.ts},'
-                    f'"id":"{unmatched_id(e)}","left_eid":null,"right_eid":{eid},'
+                    f'"id":"{unmatched_id(e)}","left_eid":null,"right_eid":"{eid}",'
                     f'"left_partition":null,"left_offset":null,'
                     f'"right_partition":{part},"right_offset":{off}}}'
                 )

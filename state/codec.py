@@ -73,10 +73,17 @@ _PARTITIONS_CACHED = 4096
 
 
 def _zigzag_varint(n: int) -> bytes:
-    """Avro ``long``: zig-zag, then little-endian base-128 varint."""
+    """Avro ``long``: zig-zag, then little-endian base-128 varint. Up to four
+    bytes (values below 2**27: lengths, byte offsets) without a loop."""
     z = (n << 1) ^ (n >> 63)
     if z < 0x80:
-        return bytes((z,))
+        return _ONE_BYTE[z]
+    if z < 0x4000:
+        return bytes((z & 0x7F | 0x80, z >> 7))
+    if z < 0x200000:
+        return bytes((z & 0x7F | 0x80, z >> 7 & 0x7F | 0x80, z >> 14))
+    if z < 0x10000000:
+        return bytes((z & 0x7F | 0x80, z >> 7 & 0x7F | 0x80, z >> 14 & 0x7F | 0x80, z >> 21))
     out = bytearray()
     while z >= 0x80:
         out.append((z & 0x7F) | 0x80)
@@ -85,19 +92,31 @@ def _zigzag_varint(n: int) -> bytes:
     return bytes(out)
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def _avro_string(text: str) -> bytes:
     raw = text.encode()
     return _zigzag_varint(len(raw)) + raw
 
 
 def _read_long(value: bytes, pos: int) -> tuple[int, int]:
-    """An Avro ``long`` at ``pos``: ``(n, next pos)``; IndexError when truncated."""
+    """An Avro ``long`` at ``pos``: ``(n, next pos)``; IndexError when truncated.
+    Up to three bytes are read without a loop."""
     b = value[pos]
     if b < 0x80:
         return (b >> 1) ^ -(b & 1), pos + 1
-    z = b & 0x7F
-    shift = 7
-    pos += 1
+    c = value[pos + 1]
+    if c < 0x80:
+        z = b & 0x7F | c << 7
+        return (z >> 1) ^ -(z & 1), pos + 2
+    d = value[pos + 2]
+    if d < 0x80:
+        z = b & 0x7F | (c & 0x7F) << 7 | d << 14
+        return (z >> 1) ^ -(z & 1), pos + 3
+    z = b & 0x7F | (c & 0x7F) << 7 | (d & 0x7F) << 14
+    shift = 21
+    pos += 3
     while True:
         b = value[pos]
         pos += 1

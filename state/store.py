@@ -15,7 +15,8 @@ counts. Reads merge the overlay over the DB:
 Durability: no WAL. A live DB is never reopened after a crash: a fresh run
 starts empty, and a resumed one opens a clone of its last checkpoint
 (:meth:`RocksStore.checkpoint` flushes the memtables first, as does
-:meth:`RocksStore.close`). Writing the WAL cost a third of every commit.
+:meth:`RocksStore.close`). The WAL added about a fifth to each commit (200k
+inserts in batches of 1,000: 0.51 s of commits against 0.43 s without).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from state.snapshot import clone_files, create_checkpoint
 from state.stats import StoreStats, read_properties, read_stats
 
 _NO_ITER: Any = None
+_SIDE_BYTE = layout.SIDE_BYTE
 #: Value of an expiry index key whose entry has matched (``b""``: not known to).
 _MATCHED_FLAG = b"\x01"
 #: Not in the overlay (the overlay's None means deleted).
@@ -54,12 +56,12 @@ class StoredEntry(Entry):
     """An :class:`~joins.store.Entry` that knows its RocksDB key, for
     :meth:`RocksStore.mark_matched`."""
 
-    __slots__ = ("key",)
+    __slots__ = ("db_key",)
 
-    def __init__(self, event: Event, matched: bool, key: bytes) -> None:
+    def __init__(self, event: Event, matched: bool, db_key: bytes) -> None:
         self.event = event
         self.matched = matched
-        self.key = key
+        self.db_key = db_key
 
 
 class EvictedEntry(Entry):
@@ -211,7 +213,7 @@ class RocksStore:
         body = self._bodies.get(key)
         if body is None:
             body = self._bodies[key] = layout.key_body(key)
-        return layout.SIDE_BYTE[side] + body
+        return _SIDE_BYTE[side] + body
 
     def scan(self, side: Side, key: str, lo_ts: int, hi_ts: int) -> list[Entry]:
         """Entries of ``side`` and ``key`` with ``lo_ts <= ts <= hi_ts``, by time."""
@@ -222,7 +224,7 @@ class RocksStore:
         lower = prefix + layout.encode_time_clamped(lo_ts)
         upper = prefix + layout.encode_time_after(hi_ts)
         pending = self._pending
-        rows: list[Entry] = []
+        rows: list[StoredEntry] = []
         it = self._iterator()
         it.seek(lower)
         decode = self.codec.decode_parts
@@ -243,8 +245,8 @@ class RocksStore:
             it.next()
         mine = self._pending_by_prefix.get(prefix)
         if not mine:
-            return rows
-        merged = {e.key: e for e in rows}  # type: ignore[attr-defined]
+            return rows  # type: ignore[return-value]  # (list is invariant)
+        merged = {e.db_key: e for e in rows}
         for k in mine:
             if lower <= k < upper and k not in merged:
                 value = pending[k]
@@ -293,7 +295,7 @@ class RocksStore:
         with ``bound``) has matched: its value's flags byte and its expiry index
         value; sets ``entry.matched``."""
         e = entry.event
-        k = entry.key if isinstance(entry, StoredEntry) else None
+        k = entry.db_key if isinstance(entry, StoredEntry) else None
         if k is None:
             k = self._prefix(e.side, e.key) + layout.encode_time(e.ts) + e.eid
         pending = self._pending

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastavro import schemaless_writer
 from hypothesis import given
 from hypothesis import strategies as st
 
 from joins import Event, content_id
+from state import codec as codec_module
 from state import layout
 from state.codec import (
     StateCodec,
@@ -191,3 +194,12 @@ def test_record_json_is_the_output_encoding_of_the_record(record: dict[str, Any]
     assert carried == plain
     row = Unmatched(carried)
     assert JoinedLineEncoder().lines([row]) == [json_line(joined_record(Unmatched(plain)))]
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.integers(-(2**28), 2**28))
+def test_hand_written_avro_longs_are_fastavros(n: int) -> None:
+    buf = io.BytesIO()
+    schemaless_writer(buf, "long", n)
+    expected = buf.getvalue()
+    assert codec_module._zigzag_varint(n) == expected
+    assert codec_module._read_long(expected + b"\x00\x01", 0) == (n, len(expected))
