@@ -7,14 +7,19 @@ inspection); this module plugs them into the engine:
   initialises the recovery directory on first use (``run_manifest.json`` plus
   ``python -m bytewax.recovery DIR N`` with ``N`` = the first run's worker
   count, at least 2), refuses a directory initialised for another join
-  configuration or shard count (:class:`~dataflows.errors.ConfigError`: exit 2,
-  one line), then, with no worker running (quiescent lock): drops the recovery
-  rows a crashed execution wrote at or above the resume epoch
-  (:func:`recovery.prune.prune_unloadable_rows`) and deletes every checkpoint
-  no retained row references. A fresh store empties ``OUT`` as a run without
-  recovery does; a resume keeps ``OUT`` (the file sinks truncate themselves to
-  their snapshotted positions); a store whose join already finished (every
-  shard's resumable row is a discard) runs no workers and only re-summarises.
+  configuration or shard count, and a resume whose input files are not the
+  ones the store read (:func:`recovery.inputs.check_inputs`: missing, shorter,
+  another head, another list; grown is fine), both as
+  :class:`~dataflows.errors.ConfigError` (exit 2, one line). Then, with no
+  worker running (quiescent lock), it drops the recovery rows a crashed
+  execution wrote at or above the resume epoch
+  (:func:`recovery.prune.prune_unloadable_rows`), records the input files as
+  they are now (a later resume is held to these sizes) and deletes every
+  checkpoint no retained row references. A fresh store empties ``OUT`` as a
+  run without recovery does; a resume keeps ``OUT`` (the file sinks truncate
+  themselves to their snapshotted positions); a store whose join already
+  finished (every shard's resumable row is a discard) runs no workers and only
+  re-summarises.
   While the workers run, :class:`~recovery.gc.PeriodicCleanup` deletes
   unreferenced checkpoints; after they exit (cleanly or not) one quiescent
   round runs.
@@ -63,16 +68,18 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from dataflows.config import RunConfig
-from dataflows.errors import ConfigError, RunError
-from recovery.errors import IncompatibleRecoveryError, RecoveryError
+from dataflows.errors import ConfigError, InputError, RunError
+from recovery.errors import IncompatibleRecoveryError, InputsChangedError, RecoveryError
 from recovery.gc import PeriodicCleanup, collect_garbage
 from recovery.identity import JoinIdentity
+from recovery.inputs import InputFiles, check_inputs, observe_inputs
 from recovery.inspect import resumable_snapshot
 from recovery.layout import (
     LOCK_NAME,
     RecoveryLayout,
     init_recovery_dir,
     open_recovery_dir,
+    record_inputs,
 )
 from recovery.partitions import read_partitions
 from recovery.prune import prune_unloadable_rows
@@ -96,6 +103,11 @@ def identity_of(cfg: RunConfig) -> JoinIdentity:
     return JoinIdentity(cfg.spec, cfg.shards)
 
 
+def input_paths(cfg: RunConfig) -> dict[str, tuple[str, ...]]:
+    """Each side's input files in partition order (what the store records)."""
+    return {cfg.left.side: cfg.left.paths, cfg.right.side: cfg.right.paths}
+
+
 def default_partitions(cfg: RunConfig) -> int:
     """Recovery partitions for a new store: the first run's workers, at least 2."""
     return max(2, cfg.workers)
@@ -115,6 +127,8 @@ class Session:
     resume_epoch: int = 1
     pruned_rows: int = 0
     cleanup: PeriodicCleanup | None = None
+    #: Lines for the user besides the mode (e.g. inputs that were not checked).
+    notes: tuple[str, ...] = ()
 
     @property
     def needs_workers(self) -> bool:
@@ -127,6 +141,9 @@ class Session:
             self.cleanup = None
 
     def describe(self) -> str:
+        return "\n".join(line for line in (self._describe_mode(), *self.notes) if line)
+
+    def _describe_mode(self) -> str:
         if self.mode == "fresh":
             return f"recovery: new store {self.cfg.recovery_dir}"
         if self.mode == "resume":
@@ -151,16 +168,38 @@ class Session:
         }
 
 
-def open_store(cfg: RunConfig) -> RecoveryLayout:
-    """Create (first use) or check the recovery directory of ``cfg``; make sure
-    Bytewax's partitions exist. An incompatible directory is a ConfigError."""
+def open_store(cfg: RunConfig, inputs: InputFiles | None = None) -> RecoveryLayout:
+    """Create (first use, recording ``inputs``) or check the recovery directory of
+    ``cfg``; make sure Bytewax's partitions exist. An incompatible directory is a
+    ConfigError."""
     try:
-        layout = init_recovery_dir(cfg.recovery_dir, identity_of(cfg), default_partitions(cfg))
+        layout = init_recovery_dir(
+            cfg.recovery_dir, identity_of(cfg), default_partitions(cfg), inputs=inputs
+        )
     except IncompatibleRecoveryError as exc:
         raise ConfigError(str(exc).replace("\n", " ")) from exc
     if layout.needs_partitions or not _partitions_complete(layout):
         _init_partitions(layout)
     return layout
+
+
+def check_store_inputs(cfg: RunConfig, layout: RecoveryLayout, executed: bool) -> list[str]:
+    """Refuse to resume ``layout`` from input files other than the ones it read
+    (ConfigError, one line); return notes for the user. A store that never
+    executed has read nothing: its files are simply recorded again."""
+    if not executed:
+        return []
+    recorded = layout.manifest.inputs
+    if recorded is None:
+        return [
+            f"recovery: {cfg.recovery_dir} has no record of its input files (created "
+            "before they were recorded): not checked this time, recorded for later resumes"
+        ]
+    try:
+        check_inputs(recorded, input_paths(cfg), cfg.recovery_dir)
+    except InputsChangedError as exc:
+        raise ConfigError(str(exc).replace("\n", " ")) from exc
+    return []
 
 
 def _partitions_complete(layout: RecoveryLayout) -> bool:
@@ -206,12 +245,18 @@ def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Sessi
     if not cfg.recovery_dir:
         prepare_out_dir(cfg)
         return Session(cfg, "off")
-    layout = open_store(cfg)
+    try:
+        inputs = observe_inputs(input_paths(cfg))
+    except RecoveryError as exc:
+        raise InputError(str(exc)) from exc
+    layout = open_store(cfg, inputs)
+    executed = view_has_executions(layout)
+    notes = check_store_inputs(cfg, layout, executed)
     try:
         with layout.quiescent_lock():
             resume, pruned = prune_unloadable_rows(layout)
+            layout = record_inputs(layout, inputs)
         collect_garbage(layout, quiescent=True)
-        executed = view_has_executions(layout)
         finished = False
         if executed:
             snap = resumable_snapshot(layout)
@@ -228,7 +273,7 @@ def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Sessi
         _write_out_config(cfg)
         mode = "finished" if finished else "resume"
     (layout.dir / RUN_CONFIG_NAME).write_text(json.dumps(cfg.to_json(), indent=2), "utf-8")
-    session = Session(cfg, mode, layout, resume, pruned)
+    session = Session(cfg, mode, layout, resume, pruned, notes=tuple(notes))
     if session.needs_workers:
         interval = min(max(2 * cfg.epoch_interval_ms / 1000.0, 1.0), 30.0)
         session.cleanup = PeriodicCleanup(layout, interval).start()

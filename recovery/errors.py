@@ -19,6 +19,12 @@ class IncompatibleRecoveryError(RecoveryError):
     shard count than the one asked for: resuming would give wrong results."""
 
 
+class InputsChangedError(IncompatibleRecoveryError):
+    """The input files of a resume are not the ones the recovery directory read:
+    one is missing, shorter, different at the start, or the list differs. The
+    snapshotted read positions would point into other bytes."""
+
+
 class SnapshotDecodeError(RecoveryError, ValueError):
     """A recovery row that claims to be a shard snapshot cannot be decoded
     (unknown class, wrong version, malformed fields)."""

@@ -14,9 +14,12 @@ caller (``dataflows/``) with ``python -m bytewax.recovery DIR N`` when
 later ``partitions`` arguments are ignored (the manifest keeps the first).
 
 The manifest records the :class:`~recovery.identity.JoinIdentity` (join spec
-and shard count) and where the checkpoints live (``checkpoint_root``: relative
-to the directory, or absolute). :func:`check_compatible` refuses a resume with
-another identity, naming both.
+and shard count), where the checkpoints live (``checkpoint_root``: relative
+to the directory, or absolute) and the input files it read
+(:class:`~recovery.inputs.InputFiles`; absent in stores created before they
+were recorded). :func:`check_compatible` refuses a resume with another
+identity, naming both; :func:`recovery.inputs.check_inputs` refuses changed
+input files, and :func:`record_inputs` updates them after a resume was allowed.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from recovery.checkpoints import CheckpointStore
 from recovery.errors import IncompatibleRecoveryError, RecoveryError
 from recovery.identity import JoinIdentity
+from recovery.inputs import InputFiles
 from recovery.partitions import partition_files
 
 MANIFEST_NAME = "run_manifest.json"
@@ -48,6 +52,8 @@ class RunManifest:
     identity: JoinIdentity
     partitions: int
     checkpoint_root: str = DEFAULT_CHECKPOINT_ROOT
+    #: The input files, as of the latest start (``None``: not recorded).
+    inputs: InputFiles | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.partitions, int) or self.partitions <= 0:
@@ -55,13 +61,16 @@ class RunManifest:
             raise RecoveryError(msg)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "version": MANIFEST_VERSION,
             "fingerprint": self.identity.fingerprint,
             **self.identity.to_json(),
             "partitions": self.partitions,
             "checkpoint_root": self.checkpoint_root,
         }
+        if self.inputs is not None:
+            data["inputs"] = self.inputs.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "manifest") -> RunManifest:
@@ -73,6 +82,7 @@ class RunManifest:
                 JoinIdentity.from_json(data),
                 int(data["partitions"]),
                 str(data["checkpoint_root"]),
+                InputFiles.from_json(data["inputs"]) if "inputs" in data else None,
             )
         except (KeyError, TypeError, ValueError, RecoveryError) as exc:
             msg = f"{source}: malformed manifest: {exc}"
@@ -149,10 +159,19 @@ def _flock(path: Path, how: int) -> Iterator[None]:
 
 
 def write_manifest(path: Path, manifest: RunManifest) -> None:
-    """Write ``manifest`` to ``path`` atomically (a temporary file, then rename)."""
+    """Write ``manifest`` to ``path`` atomically (a temporary file, synced, then
+    renamed): a later start rewrites it, and a crash must leave the old or the new."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n", "utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        msg = f"cannot write {path}: {exc.strerror or exc}"
+        raise RecoveryError(msg) from exc
 
 
 def read_manifest(directory: str | os.PathLike[str]) -> RunManifest | None:
@@ -200,19 +219,33 @@ def check_compatible(manifest: RunManifest, identity: JoinIdentity, where: str =
     raise IncompatibleRecoveryError(msg)
 
 
+def record_inputs(layout: RecoveryLayout, inputs: InputFiles) -> RecoveryLayout:
+    """``layout`` with ``inputs`` recorded in its manifest (rewritten only if they
+    differ). Call it with no run using the directory, after the check passed."""
+    if layout.manifest.inputs == inputs:
+        return layout
+    manifest = replace(layout.manifest, inputs=inputs)
+    write_manifest(layout.manifest_path, manifest)
+    return RecoveryLayout(layout.dir, manifest)
+
+
 def init_recovery_dir(
     directory: str | os.PathLike[str],
     identity: JoinIdentity,
     partitions: int,
     *,
     checkpoint_root: str | os.PathLike[str] | None = None,
+    inputs: InputFiles | None = None,
 ) -> RecoveryLayout:
     """Create a recovery directory at first use, or check an existing one.
 
-    First use: creates the directory, the checkpoint root and the manifest.
-    Later: raises :class:`~recovery.errors.IncompatibleRecoveryError` if the
-    identity differs; ``partitions`` and ``checkpoint_root`` are then ignored in
-    favour of the recorded ones. Either way the caller then runs
+    First use: creates the directory, the checkpoint root and the manifest
+    (with ``inputs``, if given). Later: raises
+    :class:`~recovery.errors.IncompatibleRecoveryError` if the identity differs;
+    ``partitions``, ``checkpoint_root`` and ``inputs`` are then ignored in
+    favour of the recorded ones (inputs are checked by
+    :func:`recovery.inputs.check_inputs`, which needs to know whether the
+    store has executed). Either way the caller then runs
     :meth:`RecoveryLayout.bytewax_init_command` if
     :attr:`RecoveryLayout.needs_partitions`.
     """
@@ -232,6 +265,7 @@ def init_recovery_dir(
             identity,
             partitions,
             DEFAULT_CHECKPOINT_ROOT if checkpoint_root is None else os.fspath(checkpoint_root),
+            inputs,
         )
         try:
             root.mkdir(parents=True, exist_ok=True)

@@ -112,7 +112,10 @@ def _copy(
         )
         raise RecoveryError(msg)
     work.mkdir(parents=True)
-    manifest = RunManifest(layout.identity, layout.manifest.partitions, DEFAULT_CHECKPOINT_ROOT)
+    manifest = RunManifest(
+        layout.identity, layout.manifest.partitions, DEFAULT_CHECKPOINT_ROOT,
+        layout.manifest.inputs,  # the replay reads the same files: checked on its start
+    )
     write_manifest(work / MANIFEST_NAME, manifest)
     dropped = 0
     for path in layout.partition_files():

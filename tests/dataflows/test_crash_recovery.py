@@ -6,7 +6,9 @@ the start, while processing, inside a snapshot), one resume with another
 process count, then completion, an exact ``validate``, no duplicate output ids
 and a checkpoint root holding exactly what the retained snapshots reference.
 The others check the CLI around it: refusing another configuration, the
-``snapshots`` listing, re-running a finished store and ``replay``.
+``snapshots`` listing, re-running a finished store and ``replay``, and
+refusing to resume from input files other than the recorded ones (missing,
+truncated, replaced at the start) while accepting grown ones.
 """
 
 from __future__ import annotations
@@ -167,3 +169,117 @@ def test_kill_then_snapshots_listing_replay_and_resume(
     assert cli_main(_run_args(data, out, rec, "--processes", "2")) == 0
     assert validate_main([str(out)]) == 0
     assert _counters(out) == _counters(new_out)
+
+
+def _impression(n: int) -> bytes:
+    """One valid left record, on time after every generated event, of a new key."""
+    return (
+        f'{{"impression_id":"appended{n}","key":"appended:{n}","user_id":"appended",'
+        f'"title_id":"t{n}","ts":{1_800_000_000_000 + n},"row":0,"position":0}}\n'
+    ).encode()
+
+
+def test_resume_refuses_changed_input_files_and_accepts_grown_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _generate(tmp_path)
+    out, rec = tmp_path / "out", tmp_path / "rec"
+    assert cli_main(_run_args(data, out, rec)) == 0
+    manifest = json.loads((rec / "run_manifest.json").read_text())
+    assert [Path(f["path"]).name for f in manifest["inputs"]] == [
+        "impressions-000.jsonl", "impressions-001.jsonl", "plays-000.jsonl", "plays-001.jsonl"
+    ]
+    plays = data / "plays-000.jsonl"
+    original = plays.read_bytes()
+    capsys.readouterr()
+
+    def refused(*fragments: str) -> None:
+        assert cli_main(_run_args(data, out, rec)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert err.startswith(
+            f"streamjoin run: error: the input files changed since the recovery directory {rec}"
+        ), err
+        for fragment in fragments:
+            assert fragment in err, err
+
+    # Truncated, replaced at the start, gone from the glob: refused, naming the file.
+    plays.write_bytes(original[: len(original) // 2])
+    refused(f"right input {plays} is shorter than recorded: {len(original) // 2} bytes now, "
+            f"{len(original)} bytes recorded (truncated or replaced)")
+    plays.write_bytes(b"{" + original[2:] + b"\n")
+    refused(f"right input {plays} differs from the recorded file in its first "
+            f"{len(original)} bytes (replaced or rewritten)")
+    plays.unlink()
+    refused(f"no longer given: {plays} (missing)")
+    # Grown (an appended stream): accepted; the grown size is what is recorded now,
+    # so cutting the file back to what the first run read is refused from then on.
+    plays.write_bytes(original + b'{"play_id":"appended","key":"k","ts":1800000000000}\n')
+    assert cli_main(_run_args(data, out, rec)) == 0
+    assert json.loads((out / "run.json").read_text())["recovery"]["mode"] == "finished"
+    plays.write_bytes(original)
+    refused(f"right input {plays} is shorter than recorded")
+
+
+def test_store_without_recorded_inputs_resumes_with_a_notice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _generate(tmp_path)
+    out, rec = tmp_path / "out", tmp_path / "rec"
+    assert cli_main(_run_args(data, out, rec)) == 0
+    path = rec / "run_manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["inputs"]  # as written before the input files were recorded
+    path.write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert cli_main(_run_args(data, out, rec)) == 0
+    assert (f"recovery: {rec} has no record of its input files (created before they were "
+            "recorded): not checked this time, recorded for later resumes"
+            ) in capsys.readouterr().out
+    assert len(json.loads(path.read_text())["inputs"]) == 4
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_over_a_grown_input_but_not_a_truncated_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _generate(tmp_path)
+    out, rec = tmp_path / "out", tmp_path / "rec"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    args = [sys.executable, "-m", "dataflows.cli",
+            *_run_args(data, out, rec, "--read-delay", "30ms", "--batch-size", "20")]
+    proc = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from recovery.inspect import resumable_snapshot
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            snap = resumable_snapshot(rec)
+        except Exception:  # noqa: S112 - not initialised yet
+            continue
+        if snap.shards and snap.resume_epoch > 3:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "run.json").exists()  # interrupted, not finished
+    impressions = data / "impressions-000.jsonl"
+    original = impressions.read_bytes()
+    capsys.readouterr()
+    # Truncated: the recorded read positions would point past its end. Refused,
+    # and the store is left as it was.
+    impressions.write_bytes(original[: len(original) // 3])
+    assert cli_main(_run_args(data, out, rec)) == 2
+    assert f"left input {impressions} is shorter than recorded" in capsys.readouterr().err
+    # Grown: the resume reads the appended records too, and the result is exact.
+    impressions.write_bytes(original + _impression(1) + _impression(2))
+    assert cli_main(_run_args(data, out, rec)) == 0
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["recovery"]["mode"] == "resume"
+    appended = [row for part in (out / "joined").rglob("*") if part.is_file()
+                for row in part.read_text().splitlines() if "appended:" in row]
+    assert len(appended) == 2  # left join: both new keys come out unmatched
+    from dataflows.validate import main as validate_main
+
+    assert validate_main([str(out)]) == 0
