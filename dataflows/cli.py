@@ -12,9 +12,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from dataflows.config import INPUT_FORMATS, OUTPUT_FORMATS, build_config
+from dataflows.config import (
+    DEFAULT_STATE_MEMORY_BYTES,
+    INPUT_FORMATS,
+    MIN_STATE_MEMORY_BYTES,
+    OUTPUT_FORMATS,
+    build_config,
+)
 from dataflows.decode import TIME_UNITS
 from dataflows.errors import ConfigError
+from dataflows.sizes import format_size
 from joins import HOWS, StreamJoinError
 
 PROG = "streamjoin"
@@ -44,6 +51,9 @@ examples:
 Durations: an integer number of milliseconds or terms like 250ms, 5s, 30m, 2h,
 1h30m; a negative bound needs '=', e.g. --lower=-10s. A pair (l, r) matches when
 l.key == r.key and l.ts + lower <= r.ts <= l.ts + upper.
+
+Sizes (--state-memory): bytes, or an integer with K, M, G or T, optionally
+followed by iB; all binary (512M = 512MiB = 536870912 bytes).
 
 Writes OUT/joined/, OUT/late/, OUT/invalid/ (one file per shard that has rows)
 and OUT/run.json (parameters, counters, throughput); check it with
@@ -95,6 +105,15 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         "--workers-per-process", type=int, metavar="W", help="worker threads each (default 1)"
     )
     out.add_argument("--state-dir", metavar="DIR", help="RocksDB state (default OUT/state)")
+    out.add_argument(
+        "--state-memory",
+        metavar="SIZE",
+        help="RocksDB's memory budget in each process: one block cache for the blocks and "
+        "the memtables (at most half of it) of all the process's shards; the process's "
+        f"RSS is somewhat above it. A size such as 512M, 256MiB, 1GiB or bytes; at least "
+        f"{format_size(MIN_STATE_MEMORY_BYTES)} (default "
+        f"{format_size(DEFAULT_STATE_MEMORY_BYTES)})",
+    )
     out.add_argument("--shards", type=int, metavar="S", help="virtual shards (default 32)")
     out.add_argument("--batch-size", type=int, metavar="N", help="records per read (default 10000)")
     out.add_argument("--config", metavar="FILE", help="TOML or JSON file with the same keys")

@@ -13,7 +13,9 @@ and underscores are interchangeable in a file):
 ``upper``, ``max_out_of_orderness``, ``allowed_lateness``, ``idle_timeout``
 (durations such as ``30m``, ``5s``, ``250ms`` or integer milliseconds),
 ``out``, ``output_format`` (jsonl | avro), ``processes``,
-``workers_per_process``, ``state_dir``, ``shards``, ``batch_size``,
+``workers_per_process``, ``state_dir``, ``state_memory`` (a size such as
+``256MiB``, ``1GiB``, ``512M`` or integer bytes: the RocksDB memory budget of
+each process, default 256MiB), ``shards``, ``batch_size``,
 ``heartbeat`` (a duration), ``epoch_interval`` (a duration), ``metrics_port``
 (base port: process i serves ``/metrics`` on it + i; ``0``: ephemeral ports;
 unset: 9464 + i when free), ``metrics_host`` (default 127.0.0.1),
@@ -38,13 +40,19 @@ from typing import Any
 from dataflows.decode import FORMATS, TIME_UNITS, Format, TimeUnit
 from dataflows.durations import parse_duration
 from dataflows.errors import ConfigError
+from dataflows.sizes import TIB, format_size, parse_size
 from joins import HOWS, JoinSpec, JoinSpecError, Side
+from state.options import DEFAULT_BUDGET_BYTES, MIN_BUDGET_BYTES
 
 INPUT_FORMATS: tuple[str, ...] = FORMATS
 OUTPUT_FORMATS = ("jsonl", "avro")
 MAX_PROCESSES = 64
 MAX_SHARDS = 4096
 DEFAULT_SHARDS = 32
+#: ``--state-memory``: a process's RocksDB budget (see :mod:`state.options`).
+DEFAULT_STATE_MEMORY_BYTES = DEFAULT_BUDGET_BYTES
+MIN_STATE_MEMORY_BYTES = MIN_BUDGET_BYTES
+MAX_STATE_MEMORY_BYTES = TIB
 
 #: Every key a config file (or the flags) may set.
 KEYS = (
@@ -65,6 +73,7 @@ KEYS = (
     "processes",
     "workers_per_process",
     "state_dir",
+    "state_memory",
     "shards",
     "batch_size",
     "heartbeat",
@@ -103,6 +112,7 @@ DEFAULTS: dict[str, Any] = {
     "processes": 1,
     "workers_per_process": 1,
     "state_dir": None,
+    "state_memory": DEFAULT_STATE_MEMORY_BYTES,
     "shards": DEFAULT_SHARDS,
     "batch_size": 10_000,
     "heartbeat": "1s",
@@ -166,6 +176,9 @@ class RunConfig:
     processes: int = 1
     workers_per_process: int = 1
     state_dir: str = ""
+    #: RocksDB's memory in each process: the block cache and memtables of all
+    #: its shards (:meth:`state.options.RocksOptions.for_budget`).
+    state_memory_bytes: int = DEFAULT_STATE_MEMORY_BYTES
     shards: int = DEFAULT_SHARDS
     batch_size: int = 10_000
     heartbeat_ms: int = 1000
@@ -187,6 +200,7 @@ class RunConfig:
         _choice("output-format", self.output_format, OUTPUT_FORMATS)
         _int_range("processes", self.processes, 1, MAX_PROCESSES)
         _int_range("workers-per-process", self.workers_per_process, 1, 64)
+        _check_state_memory(self.state_memory_bytes)
         _int_range("shards", self.shards, 1, MAX_SHARDS)
         _int_range("batch-size", self.batch_size, 1, 1_000_000)
         _int_range("heartbeat", self.heartbeat_ms, 1, 3_600_000)
@@ -224,6 +238,7 @@ class RunConfig:
             "processes": self.processes,
             "workers_per_process": self.workers_per_process,
             "state_dir": self.state_dir,
+            "state_memory_bytes": self.state_memory_bytes,
             "shards": self.shards,
             "batch_size": self.batch_size,
             "heartbeat_ms": self.heartbeat_ms,
@@ -261,6 +276,7 @@ class RunConfig:
             **{k: data[k] for k in _SCALARS},
             **{k: data[k] for k in _METRICS_SCALARS if k in data},
             **{k: data[k] for k in _RECOVERY_SCALARS if k in data},
+            **{k: data[k] for k in _STATE_SCALARS if k in data},
         )
 
 
@@ -279,6 +295,28 @@ _SCALARS = (
 
 _METRICS_SCALARS = ("metrics_port", "metrics_host", "metrics_linger_ms")
 _RECOVERY_SCALARS = ("recovery_dir", "backup_interval_ms", "read_delay_ms")
+#: Optional in :meth:`RunConfig.from_json`: configs written before the key existed
+#: (a recovery directory's) run with the default.
+_STATE_SCALARS = ("state_memory_bytes",)
+
+
+def _check_state_memory(value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        msg = f"--state-memory must be an integer number of bytes, got {value!r}"
+        raise ConfigError(msg)
+    if value < MIN_STATE_MEMORY_BYTES:
+        msg = (
+            f"--state-memory {format_size(value)} is below the minimum of "
+            f"{format_size(MIN_STATE_MEMORY_BYTES)} (RocksDB's block cache and memtables "
+            f"of all shards of a process; default {format_size(DEFAULT_STATE_MEMORY_BYTES)})"
+        )
+        raise ConfigError(msg)
+    if value > MAX_STATE_MEMORY_BYTES:
+        msg = (
+            f"--state-memory {format_size(value)} is above the maximum of "
+            f"{format_size(MAX_STATE_MEMORY_BYTES)} per process"
+        )
+        raise ConfigError(msg)
 
 
 def _check_metrics(cfg: RunConfig) -> None:
@@ -380,6 +418,19 @@ def _duration_ms(name: str, value: object) -> int:
     raise ConfigError(msg)
 
 
+def _size_bytes(name: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_size(value)
+        except ConfigError as exc:
+            msg = f"--{name.replace('_', '-')}: {exc}"
+            raise ConfigError(msg) from exc
+    msg = f"--{name.replace('_', '-')} must be a size such as 256MiB or 1GiB, got {value!r}"
+    raise ConfigError(msg)
+
+
 def _int(name: str, value: object) -> int:
     if isinstance(value, bool):
         value = repr(value)
@@ -443,6 +494,7 @@ def build_config(values: Mapping[str, Any], config_file: str | None = None) -> R
         processes=_int("processes", merged["processes"]),
         workers_per_process=_int("workers_per_process", merged["workers_per_process"]),
         state_dir=os.path.abspath(state_dir) if state_dir else "",
+        state_memory_bytes=_size_bytes("state_memory", merged["state_memory"]),
         shards=_int("shards", merged["shards"]),
         batch_size=_int("batch_size", merged["batch_size"]),
         heartbeat_ms=durations["heartbeat"],

@@ -168,13 +168,20 @@ def rocks_runtime(
     state_dir: str,
     clock: Callable[[], int] = wall_ms,
     metrics: JoinMetrics | None = None,
+    memory_bytes: int | None = None,
 ) -> ShardRuntime:
     """Shards over :class:`~state.store.RocksStore`, one DB per shard under
-    ``state_dir``, all sharing this process's :class:`~state.options.MemoryBudget`."""
-    from state.options import MemoryBudget
+    ``state_dir``, all sharing this process's :class:`~state.options.MemoryBudget`.
+
+    ``memory_bytes`` (``--state-memory``) sets that budget first; ``None`` keeps
+    the process's current one (256 MiB unless set)."""
+    from state.options import MemoryBudget, RocksOptions
     from state.store import RocksStore
 
-    budget = MemoryBudget.shared()  # one budget per process, however many flows
+    # One budget per process, however many flows: the recovering runtime's
+    # MemoryBudget.shared() finds the one set here.
+    options = None if memory_bytes is None else RocksOptions.for_budget(memory_bytes)
+    budget = MemoryBudget.shared(options)
 
     def open_store(shard: str, resume: Any) -> JoinStore:
         path = os.path.join(state_dir, shard)
@@ -229,7 +236,13 @@ def build_flow(
         batches = op.inspect("input_metrics", batches, source_observer(metrics))
     partitions = cfg.partitions()
     if store == "rocksdb":
-        runtime = rocks_runtime(cfg.spec, partitions, cfg.state_dir, metrics=metrics)
+        runtime = rocks_runtime(
+            cfg.spec,
+            partitions,
+            cfg.state_dir,
+            metrics=metrics,
+            memory_bytes=cfg.state_memory_bytes,
+        )
         if cfg.recovery_dir:  # issue #4: restore on resume, snapshots per epoch
             runtime = recovering_runtime(cfg, runtime)
     else:

@@ -106,6 +106,9 @@ ROCKSDB_PROPERTIES: dict[str, tuple[str, str]] = {
 }
 BLOCK_CACHE_PROPERTY = "rocksdb.block-cache-usage"
 BLOCK_CACHE_METRIC = "streamjoin_rocksdb_block_cache_usage_bytes"
+#: The cache's capacity: the process's whole budget (``--state-memory``).
+BLOCK_CACHE_CAPACITY_PROPERTY = "rocksdb.block-cache-capacity"
+BLOCK_CACHE_CAPACITY_METRIC = "streamjoin_rocksdb_block_cache_capacity_bytes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,13 @@ class StateCollector(Collector):
                 "(blocks and the memtables charged to it).",
             )
         )
+        fams.append(
+            GaugeMetricFamily(
+                BLOCK_CACHE_CAPACITY_METRIC,
+                "Capacity of the process's shared RocksDB block cache: its memory budget "
+                "(--state-memory), memtables included.",
+            )
+        )
         return fams
 
     def collect(self) -> Iterator[Metric]:
@@ -202,6 +212,7 @@ class StateCollector(Collector):
         by_name = {f.name: f for f in fams}
         entries, oldest, disk, mem = fams[0], fams[1], fams[2], fams[3]
         cache: int | None = None
+        capacity: int | None = None
         with self._lock:
             stores = list(self._stores.items())
         for shard, reg in sorted(stores, key=lambda item: item[0]):
@@ -234,10 +245,14 @@ class StateCollector(Collector):
             for prop, value in props.items():
                 if prop == BLOCK_CACHE_PROPERTY:
                     cache = value if cache is None else max(cache, value)
+                elif prop == BLOCK_CACHE_CAPACITY_PROPERTY:
+                    capacity = value if capacity is None else max(capacity, value)
                 elif prop in ROCKSDB_PROPERTIES:
                     by_name[ROCKSDB_PROPERTIES[prop][0]].add_metric([shard], value)
         if cache is not None:
             by_name[BLOCK_CACHE_METRIC].add_metric([], cache)
+        if capacity is not None:
+            by_name[BLOCK_CACHE_CAPACITY_METRIC].add_metric([], capacity)
         yield from fams
         errors = CounterMetricFamily(
             "streamjoin_state_scrape_errors",

@@ -256,6 +256,7 @@ def summarize(
         "shards": cfg.shards,
         "shards_reported": shards_reported,
         "state_dir": cfg.state_dir,
+        "state_memory_bytes": cfg.state_memory_bytes,
         "started_at": started.isoformat(),
         "finished_at": (started + timedelta(seconds=elapsed_s)).isoformat(),
         "elapsed_s": round(elapsed_s, 3),
@@ -289,6 +290,9 @@ def format_summary(s: dict[str, Any]) -> str:
     left, right = c["left"], c["right"]
     unmatched = left["unmatched_emitted"] + right["unmatched_emitted"]
     mib = 1024 * 1024
+    rss_of = "all processes"
+    if "state_memory_bytes" in s:  # absent from run.json files of earlier versions
+        rss_of += f"; RocksDB budget {s['state_memory_bytes'] / mib:,.0f} MiB each"
     lines = [
         f"streamjoin: {s['spec']['how']} join finished in {s['elapsed_s']:.1f} s "
         f"({s['processes']} process(es) x {s['workers_per_process']} worker(s), "
@@ -303,7 +307,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  retained       left {left['retained']:>10,}   right {right['retained']:>10,}",
         f"  throughput     {s['events_per_s']:,.0f} events/s",
         f"  peak state     {s['peak_state_bytes'] / mib:,.1f} MiB on disk;"
-        f" peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB (all processes)",
+        f" peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB ({rss_of})",
         f"  outputs        {s['outputs']['joined']}/  late/  invalid/  and run.json",
     ]
     endpoints = s.get("metrics") or []

@@ -422,6 +422,7 @@ STATE = Dashboard(
                     (
                         q("sum(streamjoin_rocksdb_block_cache_usage_bytes)", "block cache"),
                         q("sum(streamjoin_rocksdb_memtables_bytes)", "memtables"),
+                        q("sum(streamjoin_rocksdb_block_cache_capacity_bytes)", "budget"),
                     ),
                     unit="bytes",
                 ),

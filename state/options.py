@@ -5,6 +5,11 @@ buffer manager whose memtable memory is charged to that cache, shared by every
 shard's DB. Index and filter blocks live in the cache too, so RocksDB's memory
 stays within ``total_bytes`` (plus small per-file overheads) however large the
 state on disk grows.
+
+The budget is a run parameter (``streamjoin run --state-memory``):
+:meth:`RocksOptions.for_budget` derives the options from it, and a worker makes
+them its process's budget with ``MemoryBudget.shared(options)`` before it opens
+any store.
 """
 
 from __future__ import annotations
@@ -17,6 +22,15 @@ from state.errors import StateError
 from state.layout import PREFIX_BYTES
 
 MIB = 1024 * 1024
+#: A process's budget by default (block cache and memtables of all its shards).
+#: 512 MiB was not faster on the benchmark.
+DEFAULT_BUDGET_BYTES = 256 * MIB
+#: One DB's memtable before it is flushed.
+DEFAULT_MEMTABLE_BYTES = 16 * MIB
+#: The smallest budget :meth:`RocksOptions.for_budget` accepts: the one whose
+#: memtable half still holds one default-size memtable (smaller memtables mean
+#: more, smaller SST files and more compaction).
+MIN_BUDGET_BYTES = 2 * DEFAULT_MEMTABLE_BYTES
 
 _COMPRESSION = {
     "none": rocksdict.DBCompressionType.none(),
@@ -35,9 +49,9 @@ class RocksOptions:
     cache), ``memtable_bytes`` is one DB's memtable before it is flushed.
     """
 
-    total_bytes: int = 256 * MIB
-    write_buffer_bytes: int = 128 * MIB
-    memtable_bytes: int = 16 * MIB
+    total_bytes: int = DEFAULT_BUDGET_BYTES
+    write_buffer_bytes: int = DEFAULT_BUDGET_BYTES // 2
+    memtable_bytes: int = DEFAULT_MEMTABLE_BYTES
     max_write_buffers: int = 3
     block_size_bytes: int = 16 * 1024
     metadata_block_bytes: int = 4096
@@ -87,6 +101,31 @@ class RocksOptions:
             msg = f"compression must be one of {sorted(_COMPRESSION)}, got {self.compression!r}"
             raise StateError(msg)
 
+    @classmethod
+    def for_budget(cls, total_bytes: int) -> RocksOptions:
+        """The default options scaled to a process budget of ``total_bytes``.
+
+        Half of it goes to memtables (128 of the default 256 MiB), the rest holds
+        blocks; one DB's memtable is the default 16 MiB, or all of the memtable
+        share when that is smaller. ``for_budget(DEFAULT_BUDGET_BYTES)`` equals
+        ``RocksOptions()``.
+        """
+        if isinstance(total_bytes, bool) or not isinstance(total_bytes, int):
+            msg = f"a memory budget must be an integer number of bytes, got {total_bytes!r}"
+            raise StateError(msg)
+        if total_bytes < MIN_BUDGET_BYTES:
+            msg = (
+                f"a memory budget of {total_bytes} bytes is below the minimum of "
+                f"{MIN_BUDGET_BYTES} bytes ({MIN_BUDGET_BYTES // MIB} MiB)"
+            )
+            raise StateError(msg)
+        write_buffer_bytes = total_bytes // 2
+        return cls(
+            total_bytes=total_bytes,
+            write_buffer_bytes=write_buffer_bytes,
+            memtable_bytes=min(DEFAULT_MEMTABLE_BYTES, write_buffer_bytes),
+        )
+
     @property
     def block_cache_bytes(self) -> int:
         """The cache's capacity: the whole budget (memtables are charged to it)."""
@@ -102,11 +141,19 @@ class MemoryBudget:
     _shared: MemoryBudget | None = None
 
     @classmethod
-    def shared(cls) -> MemoryBudget:
-        """The process's default budget (default :class:`RocksOptions`), created once."""
-        if cls._shared is None:
-            cls._shared = cls()
-        return cls._shared
+    def shared(cls, options: RocksOptions | None = None) -> MemoryBudget:
+        """The process's budget, created on first use.
+
+        Without ``options``: the current one (default :class:`RocksOptions` if
+        there is none yet). With ``options``: the current one if it has exactly
+        these options, else a new one that becomes the process's budget. A
+        worker passes its run's options once, before it opens any store; stores
+        opened earlier keep the budget they were opened with.
+        """
+        current = cls._shared
+        if current is None or (options is not None and current.options != options):
+            current = cls._shared = cls(options)
+        return current
 
     def __init__(self, options: RocksOptions | None = None) -> None:
         self.options = options or RocksOptions()

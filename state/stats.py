@@ -20,6 +20,7 @@ PROPERTIES = (
     "rocksdb.live-sst-files-size",
     "rocksdb.estimate-num-keys",
     "rocksdb.block-cache-usage",
+    "rocksdb.block-cache-capacity",
     "rocksdb.cur-size-all-mem-tables",
     "rocksdb.estimate-pending-compaction-bytes",
     "rocksdb.actual-delayed-write-rate",

@@ -6,13 +6,17 @@ import json
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dataflows.cli import main
-from dataflows.config import build_config
+from dataflows.config import RunConfig, build_config
 from dataflows.errors import ConfigError
+from dataflows.sizes import MIB
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -44,6 +48,11 @@ def test_help_has_examples() -> None:
                  "--idle-timeout", "--processes", "--state-dir", "--shards", "--config"):
         assert flag in run_help.stdout
     assert "examples:" in run_help.stdout
+    # What the memory budget covers, and its default.
+    words = " ".join(run_help.stdout.split())
+    assert "--state-memory SIZE RocksDB's memory budget in each process: one block cache" in words
+    assert "RSS is somewhat above it" in words
+    assert "(default 256MiB)" in words
 
 
 @pytest.mark.parametrize(
@@ -55,6 +64,9 @@ def test_help_has_examples() -> None:
         (["--processes", "0"], "--processes must be an integer from 1 to 64, got 0"),
         (["--shards", "-3"], "--shards must be an integer from 1 to 4096, got -3"),
         (["--idle-timeout", "0"], "idle_timeout_ms must be > 0 ms, got 0 ms"),
+        (["--state-memory", "16MiB"], "--state-memory 16MiB is below the minimum of 32MiB"),
+        (["--state-memory", "1.5GiB"], "--state-memory: invalid size '1.5GiB'"),
+        (["--state-memory", "512MB"], "MB is ambiguous (1000 or 1024?); write 512MiB"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(
@@ -155,4 +167,127 @@ def test_run_then_validate_in_process(
     printed = capsys.readouterr().out
     assert "matched pairs" in printed
     assert "events/s" in printed
+    assert main(["validate", str(out)]) == 0
+
+
+def _sides(inputs: tuple[Path, Path], tmp_path: Path) -> dict[str, str]:
+    left, right = inputs
+    return {"left": str(left), "right": str(right), "out": str(tmp_path / "o")}
+
+
+@pytest.mark.parametrize(
+    ("given", "size"),
+    [
+        (None, 256 * MIB),
+        ("64MiB", 64 * MIB),
+        ("1G", 1024 * MIB),
+        ("512m", 512 * MIB),
+        (str(100 * MIB), 100 * MIB),
+    ],
+)
+def test_state_memory_flag(
+    inputs: tuple[Path, Path], tmp_path: Path, given: str | None, size: int
+) -> None:
+    cfg = build_config({**_sides(inputs, tmp_path), "state_memory": given})
+    assert cfg.state_memory_bytes == size
+    # What the worker processes are started with carries it.
+    assert RunConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [('state_memory = "1GiB"\n', 1024 * MIB), (f"state-memory = {48 * MIB}\n", 48 * MIB)],
+)
+def test_state_memory_in_a_config_file(
+    inputs: tuple[Path, Path], tmp_path: Path, text: str, size: int
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert build_config(_sides(inputs, tmp_path), str(path)).state_memory_bytes == size
+    # The flag wins over the file.
+    flagged = build_config({**_sides(inputs, tmp_path), "state_memory": "2GiB"}, str(path))
+    assert flagged.state_memory_bytes == 2048 * MIB
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1.5", "--state-memory must be a size such as 256MiB or 1GiB, got 1.5"),
+        ('"32M"', None),
+        (str(32 * MIB - 1), "--state-memory 33554431 is below the minimum of 32MiB"),
+        ('"2TiB"', "--state-memory 2TiB is above the maximum of 1TiB per process"),
+        ('"lots"', "--state-memory: invalid size 'lots'"),
+    ],
+)
+def test_state_memory_errors_in_a_config_file(
+    inputs: tuple[Path, Path], tmp_path: Path, value: str, message: str | None
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"state_memory = {value}\n")
+    if message is None:  # the minimum itself is accepted
+        assert build_config(_sides(inputs, tmp_path), str(path)).state_memory_bytes == 32 * MIB
+        return
+    with pytest.raises(ConfigError) as info:
+        build_config(_sides(inputs, tmp_path), str(path))
+    assert message in str(info.value)
+
+
+def test_configs_written_before_state_memory_run_with_the_default(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    old = build_config(_sides(inputs, tmp_path)).to_json()
+    del old["state_memory_bytes"]  # e.g. a recovery directory's run-config.json
+    assert RunConfig.from_json(old).state_memory_bytes == 256 * MIB
+
+
+def _scrape_capacity(proc: subprocess.Popen[str], out: Path) -> float | None:
+    """The block cache capacity process 0 of a running run exports, read from
+    RocksDB by its metrics collector while its shards' stores are open."""
+    endpoint = out / ".run" / "metrics-0.json"
+    while proc.poll() is None:
+        try:
+            url = json.loads(endpoint.read_text())["url"]
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+                text = resp.read().decode()
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.05)
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name == "streamjoin_rocksdb_block_cache_capacity_bytes" and family.samples:
+                return family.samples[0].value
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.parametrize("recovery", [False, True], ids=["plain", "recovery"])
+def test_a_run_uses_its_state_memory(tmp_path: Path, recovery: bool) -> None:
+    left, right = tmp_path / "left.jsonl", tmp_path / "right.jsonl"
+    left.write_text("".join(json.dumps({"key": f"k{i % 3}", "ts": i}) + "\n" for i in range(8)))
+    right.write_text("".join(json.dumps({"key": f"k{i % 3}", "ts": i}) + "\n" for i in range(8)))
+    out = tmp_path / "out"
+    # With --recovery-dir, the recovering runtime opens the stores.
+    extra = ["--recovery-dir", str(tmp_path / "recovery")] if recovery else []
+    # One event per read and a delay before each: the stores stay open long enough
+    # for the scrapes; no linger at the end.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dataflows.cli", "run", "--left", str(left), "--right", str(right),
+         "--out", str(out), "--upper", "2ms", "--shards", "2", "--state-memory", "64MiB",
+         "--batch-size", "1", "--read-delay", "150ms", "--metrics-port", "0",
+         "--metrics-linger", "0", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        capacity = _scrape_capacity(proc, out)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    # The worker's RocksDB block cache had the budget's capacity ...
+    assert capacity is not None, "no scrape of process 0 saw its shards' stores open"
+    assert capacity == 64 * MIB
+    # ... and run.json and the summary record it.
+    assert json.loads((out / "run.json").read_text())["state_memory_bytes"] == 64 * MIB
+    assert "RocksDB budget 64 MiB each" in stdout
     assert main(["validate", str(out)]) == 0

@@ -62,6 +62,8 @@ def test_rocks_store_read_at_scrape_time(tmp_path: Path) -> None:
         assert value(registry, "streamjoin_rocksdb_estimated_keys", shard="s0") > 0
         cache = value(registry, "streamjoin_rocksdb_block_cache_usage_bytes")
         assert cache == store.rocksdb_properties()["rocksdb.block-cache-usage"] > 0
+        capacity = value(registry, "streamjoin_rocksdb_block_cache_capacity_bytes")
+        assert capacity == store.budget.options.block_cache_bytes
         metrics.state.unregister("s0")
         assert registry.get_sample_value("streamjoin_state_disk_bytes", {"shard": "s0"}) is None
         assert metrics.state.shards == ("s1",)

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from state.errors import StateError
-from state.options import MIB, MemoryBudget, RocksOptions
+from state.options import (
+    DEFAULT_BUDGET_BYTES,
+    MIB,
+    MIN_BUDGET_BYTES,
+    MemoryBudget,
+    RocksOptions,
+)
 from state.store import RocksStore
 
 
@@ -48,3 +54,70 @@ def test_shared_budget_is_one_per_process_and_charged_by_every_store(tmp_path: P
     assert budget.write_buffer_manager.get_usage() > 0
     for s in stores:
         s.close()
+
+
+def test_for_budget_of_the_default_is_the_default() -> None:
+    assert RocksOptions.for_budget(DEFAULT_BUDGET_BYTES) == RocksOptions()
+
+
+@pytest.mark.parametrize(
+    ("total", "write_buffer", "memtable"),
+    [
+        (MIN_BUDGET_BYTES, 16 * MIB, 16 * MIB),  # the memtable cap: all of the memtable half
+        (64 * MIB, 32 * MIB, 16 * MIB),
+        (1024 * MIB, 512 * MIB, 16 * MIB),
+        (100 * MIB + 1, 50 * MIB, 16 * MIB),
+    ],
+)
+def test_for_budget_gives_memtables_half(total: int, write_buffer: int, memtable: int) -> None:
+    o = RocksOptions.for_budget(total)
+    assert (o.total_bytes, o.write_buffer_bytes, o.memtable_bytes) == (
+        total,
+        write_buffer,
+        memtable,
+    )
+    assert o.block_cache_bytes == total
+    # Everything but the sizes is the default tuning.
+    assert o.compression == RocksOptions().compression
+    assert o.max_write_buffers == RocksOptions().max_write_buffers
+
+
+@pytest.mark.parametrize(
+    ("total", "message"),
+    [
+        (MIN_BUDGET_BYTES - 1, r"33554431 bytes is below the minimum of 33554432 bytes \(32 MiB\)"),
+        (0, "below the minimum"),
+        (True, "must be an integer number of bytes, got True"),
+    ],
+)
+def test_for_budget_refuses_too_little(total: int, message: str) -> None:
+    with pytest.raises(StateError, match=message):
+        RocksOptions.for_budget(total)
+
+
+def test_shared_budget_takes_the_runs_options_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(MemoryBudget, "_shared", None)  # as in a fresh worker process
+    options = RocksOptions.for_budget(64 * MIB)
+    budget = MemoryBudget.shared(options)
+    assert budget.options == options
+    # Existing callers (no options) and the same options again get the same budget.
+    assert MemoryBudget.shared() is budget
+    assert MemoryBudget.shared(RocksOptions.for_budget(64 * MIB)) is budget
+    # RocksDB itself reports the capacity of the cache a store was opened with.
+    store = RocksStore(tmp_path / "s", MemoryBudget.shared())
+    try:
+        assert store.rocksdb_properties()["rocksdb.block-cache-capacity"] == 64 * MIB
+    finally:
+        store.close()
+    # Other options make a new budget the process's (a later flow in the same process).
+    bigger = MemoryBudget.shared(RocksOptions.for_budget(128 * MIB))
+    assert bigger is not budget
+    assert MemoryBudget.shared() is bigger
+    assert bigger.options.total_bytes == 128 * MIB
+
+
+def test_shared_budget_defaults_to_the_default_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MemoryBudget, "_shared", None)
+    assert MemoryBudget.shared().options == RocksOptions()
