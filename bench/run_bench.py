@@ -5,7 +5,7 @@ rate 0.3, 5% orphan plays, 5 s disorder, 0.2% late: about 2.7M events), then
 runs a left join with a 30 minute window through the real CLI with 1 and with 2
 processes, and prints events/s and the peak RSS of the process tree.
 
-    .venv/bin/python bench/run_bench.py                     # both runs
+    .venv/bin/python bench/run_bench.py --validate          # both runs, each validated
     .venv/bin/python bench/run_bench.py --processes 1 --impressions 500000
 """
 
@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impressions", type=int, default=2_000_000)
     parser.add_argument("--keys", type=int, default=500_000)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--validate", action="store_true", help="check each run with `streamjoin validate`"
+    )
     parser.add_argument("extra", nargs="*", help="more flags for `streamjoin run` (after --)")
     args = parser.parse_args(argv)
     work = Path(args.work).resolve()
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.processes:
         s = run_once(data, work / f"out-p{n}", n, args.extra)
         results.append((n, s))
-    print("\nprocesses  events in   elapsed s  events/s  peak RSS MiB  peak state MiB")
+    verdicts = {n: validate(work / f"out-p{n}") for n, _ in results} if args.validate else {}
+    print("\nprocesses  events in   elapsed s  events/s  peak RSS MiB  peak state MiB  validate")
     for n, s in results:
         c = s["counters"]
         assert isinstance(c, dict)
@@ -84,8 +88,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{n:>9}  {events:>9,}  {s['elapsed_s']:>10.1f}  {s['events_per_s']:>8,.0f}"
             f"  {int(s['peak_rss_bytes']) / 2**20:>12,.0f}"  # type: ignore[call-overload]
             f"  {int(s['peak_state_bytes']) / 2**20:>14,.0f}"  # type: ignore[call-overload]
+            f"  {verdicts.get(n, '')}"
         )
-    return 0
+    return 0 if all(v == "exact" for v in verdicts.values()) else 1
+
+
+def validate(out: Path) -> str:
+    """``exact``, or ``DIFFERS`` after printing the validator's report."""
+    cmd = [sys.executable, "-m", "dataflows.cli", "validate", str(out)]
+    print("$ " + " ".join(cmd), flush=True)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if done.returncode == 0:
+        return "exact"
+    print(done.stdout + done.stderr)
+    return "DIFFERS"
 
 
 if __name__ == "__main__":
