@@ -145,7 +145,15 @@ def test_prometheus_scrapes_a_real_run(tmp_path: Path, recovery: bool) -> None:
             scrapes = prom.scalar(f'sum_over_time(up{{instance="{target}"}}[10m])')
             # rate() needs two samples: a run this short would not show the panels.
             assert scrapes >= 3, f"{target} scraped {scrapes} times: raise --read-delay"
-        assert _last(prom, "streamjoin_matched_pairs_total") == counters["pairs"] > 0
+        # Prometheus appends a scrape's samples a moment after the process sent
+        # them (the process may be gone by then): wait until the final ones show.
+        pairs = counters["pairs"]
+        deadline = time.monotonic() + 15
+        while (held := _last(prom, "streamjoin_matched_pairs_total")) != pairs:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert held == pairs > 0, f"Prometheus holds {held} pairs, run.json {pairs}"
 
         # Every panel query returns data over the run's time range, as Grafana asks.
         empty: list[str] = []
