@@ -32,7 +32,7 @@ import glob
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -405,30 +405,28 @@ def read_config_file(path: str) -> dict[str, Any]:
     return out
 
 
-def _duration_ms(name: str, value: object) -> int:
+def _parsed(name: str, value: object, parse: Callable[[str], int], example: str) -> int:
+    """An int as is, or a string through ``parse`` (a duration, a size), with
+    the flag's name in any error."""
+    flag = f"--{name.replace('_', '-')}"
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
         try:
-            return parse_duration(value)
+            return parse(value)
         except ConfigError as exc:
-            msg = f"--{name.replace('_', '-')}: {exc}"
+            msg = f"{flag}: {exc}"
             raise ConfigError(msg) from exc
-    msg = f"--{name.replace('_', '-')} must be a duration such as 30s or 5m, got {value!r}"
+    msg = f"{flag} must be {example}, got {value!r}"
     raise ConfigError(msg)
+
+
+def _duration_ms(name: str, value: object) -> int:
+    return _parsed(name, value, parse_duration, "a duration such as 30s or 5m")
 
 
 def _size_bytes(name: str, value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return parse_size(value)
-        except ConfigError as exc:
-            msg = f"--{name.replace('_', '-')}: {exc}"
-            raise ConfigError(msg) from exc
-    msg = f"--{name.replace('_', '-')} must be a size such as 256MiB or 1GiB, got {value!r}"
-    raise ConfigError(msg)
+    return _parsed(name, value, parse_size, "a size such as 256MiB or 1GiB")
 
 
 def _int(name: str, value: object) -> int:

@@ -71,6 +71,29 @@ def _generate(tmp_path: Path) -> Path:
     return data
 
 
+def _kill_once_snapshots_are_durable(data: Path, out: Path, rec: Path, *extra: str) -> None:
+    """Start a slowed-down recovery run and SIGKILL its process group once a
+    resumable snapshot with shards is durable (past epoch 3)."""
+    from recovery.inspect import resumable_snapshot
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    args = [sys.executable, "-m", "dataflows.cli",
+            *_run_args(data, out, rec, *extra, "--read-delay", "30ms", "--batch-size", "20")]
+    proc = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            snap = resumable_snapshot(rec)
+        except Exception:  # noqa: S112 - not initialised yet
+            continue
+        if snap.shards and snap.resume_epoch > 3:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def _run_args(data: Path, out: Path, rec: Path, *extra: str) -> list[str]:
     return ["run", "--left", str(data / "impressions*"), "--right", str(data / "plays*"),
             "--out", str(out), "--recovery-dir", str(rec), "--snapshot-interval", "100ms",
@@ -128,26 +151,9 @@ def test_kill_then_snapshots_listing_replay_and_resume(
 ) -> None:
     data = _generate(tmp_path)
     out, rec = tmp_path / "out", tmp_path / "rec"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    args = [sys.executable, "-m", "dataflows.cli",
-            *_run_args(data, out, rec, "--processes", "2", "--read-delay", "30ms",
-                       "--batch-size", "20")]
-    proc = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    # Kill once some shard snapshots are durable (a resumable snapshot with shards).
+    _kill_once_snapshots_are_durable(data, out, rec, "--processes", "2")
     from recovery.inspect import resumable_snapshot
 
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        try:
-            snap = resumable_snapshot(rec)
-        except Exception:  # noqa: S112 - not initialised yet
-            continue
-        if snap.shards and snap.resume_epoch > 3:
-            break
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
     assert cli_main(["snapshots", str(rec)]) == 0
     listing = capsys.readouterr().out
     snap = resumable_snapshot(rec)
@@ -245,24 +251,7 @@ def test_killed_run_resumes_over_a_grown_input_but_not_a_truncated_one(
 ) -> None:
     data = _generate(tmp_path)
     out, rec = tmp_path / "out", tmp_path / "rec"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    args = [sys.executable, "-m", "dataflows.cli",
-            *_run_args(data, out, rec, "--read-delay", "30ms", "--batch-size", "20")]
-    proc = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    from recovery.inspect import resumable_snapshot
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        try:
-            snap = resumable_snapshot(rec)
-        except Exception:  # noqa: S112 - not initialised yet
-            continue
-        if snap.shards and snap.resume_epoch > 3:
-            break
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_once_snapshots_are_durable(data, out, rec)
     assert not (out / "run.json").exists()  # interrupted, not finished
     impressions = data / "impressions-000.jsonl"
     original = impressions.read_bytes()
