@@ -36,8 +36,8 @@ class JoinedLineEncoder:
     def __init__(self, cache_events: int = CACHE_EVENTS) -> None:
         self._cache: dict[tuple[str, bytes], str] = {}
         self._limit = cache_events
-        self._partition_json: dict[str, str] = {}
-        self._key_json: dict[str, str] = {}
+        #: Keys and partition names as JSON strings.
+        self._strings: dict[str, str] = {}
 
     def _record(self, e: Event) -> str:
         """The record's JSON text: carried by the event, or encoded once per event."""
@@ -52,28 +52,21 @@ class JoinedLineEncoder:
             text = self._cache[ident] = json_line(e.record)
         return text
 
-    def _partition(self, partition: str) -> str:
-        text = self._partition_json.get(partition)
+    def _string(self, value: str) -> str:
+        """A key or partition name as a JSON string, encoded once."""
+        text = self._strings.get(value)
         if text is None:
-            if len(self._partition_json) >= self._limit:
-                self._partition_json.clear()
-            text = self._partition_json[partition] = json_line(partition)
-        return text
-
-    def _key(self, key: str) -> str:
-        text = self._key_json.get(key)
-        if text is None:
-            if len(self._key_json) >= self._limit:
-                self._key_json.clear()
-            text = self._key_json[key] = json_line(key)
+            if len(self._strings) >= self._limit:
+                self._strings.clear()
+            text = self._strings[value] = json_line(value)
         return text
 
     def lines(self, rows: Iterable[Matched | Unmatched]) -> list[str]:
         """One line per row, without newlines."""
         out: list[str] = []
         append = out.append
-        record, partition, key_text = self._record, self._partition, self._key
-        keys = self._key_json
+        record, partition = self._record, self._string
+        key_text, keys = self._string, self._strings
         # A probe's pairs come one after the other and share the probing event:
         # its parts are looked up once.
         last_left: Event | None = None
