@@ -80,11 +80,6 @@ def entry_key(side: Side, key: str, ts: int, eid: bytes) -> bytes:
     return key_prefix(side, key) + encode_time(ts) + eid
 
 
-def entry_time_eid(entry: bytes, prefix_len: int) -> tuple[int, bytes]:
-    """``(ts, eid)`` of an entry key whose :func:`key_prefix` is ``prefix_len`` long."""
-    return decode_time(entry, prefix_len), entry[prefix_len + 8 :]
-
-
 def encode_time_clamped(ts: int) -> bytes:
     """:func:`encode_time` of ``ts``, raised to the smallest time the layout holds."""
     return _U64.pack(ts + _OFFSET) if ts > -_OFFSET else b"\x00" * 8

@@ -7,10 +7,13 @@ counts. Reads merge the overlay over the DB:
 
 - ``contains_many``: overlay, then one multi-get (whole-key bloom filters);
 - ``scan``: one range seek per probe on an iterator reused for the whole batch;
+  a hit's record stays JSON text (parsed only if read);
 - ``evict``: a walk of the expiry index from where the last sweep stopped, so
-  the tombstones of earlier sweeps are not stepped over again. Evicted entries
-  decode their value only when their event is read (:class:`EvictedEntry`):
-  the join reads only those of the outer side that never matched.
+  the tombstones of earlier sweeps are not stepped over again. The index value
+  says whether the entry matched, so a matched entry's value is not read at
+  all, and the others' are decoded only when their event is read
+  (:class:`EvictedEntry`): the join reads only those of the outer side that
+  never matched.
 
 Durability: no WAL. A live DB is never reopened after a crash: a fresh run
 starts empty, and a resumed one opens a clone of its last checkpoint
