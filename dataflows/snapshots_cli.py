@@ -36,7 +36,8 @@ def add_recovery_flags(p: argparse.ArgumentParser) -> None:
         "--recovery-dir",
         metavar="DIR",
         help="recovery store: created and initialised on first use, resumed from on the "
-        "next run with the same DIR (same join configuration and --shards required)",
+        "next run with the same DIR (same join configuration, --shards and input files "
+        "required; the inputs may have grown)",
     )
     rec.add_argument(
         "--snapshot-interval",
