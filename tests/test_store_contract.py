@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from joins import Event, JoinStore, MemoryStore, Side, content_id
-from state.options import MemoryBudget, RocksOptions
+from state.options import MemoryBudget
 from state.store import RocksStore
-
-MIB = 1024 * 1024
+from tests.budgets import small_budget
 
 
 def ev(side: Side, key: str, ts: int, tag: str = "", **record: object) -> Event:
@@ -26,9 +25,7 @@ def ev(side: Side, key: str, ts: int, tag: str = "", **record: object) -> Event:
 
 @pytest.fixture(scope="module")
 def budget() -> MemoryBudget:
-    return MemoryBudget(
-        RocksOptions(total_bytes=32 * MIB, write_buffer_bytes=8 * MIB, memtable_bytes=4 * MIB)
-    )
+    return small_budget(32)
 
 
 Factory = Callable[[], JoinStore]

@@ -12,10 +12,10 @@ from recovery.checkpoints import CheckpointStore
 from recovery.errors import CheckpointMissingError, IncompatibleRecoveryError
 from recovery.identity import JoinIdentity
 from recovery.shard import ShardCheckpointer, restore_shard
-from state.options import MemoryBudget, RocksOptions
+from state.options import MemoryBudget
 from state.store import RocksStore
+from tests.budgets import small_budget
 
-MIB = 1024 * 1024
 SPEC = JoinSpec(lower_ms=0, upper_ms=1_000, how="left", max_out_of_orderness_ms=0)
 IDENTITY = JoinIdentity(SPEC, 4)
 PARTS = ["left:0", "right:0"]
@@ -23,9 +23,7 @@ PARTS = ["left:0", "right:0"]
 
 @pytest.fixture(scope="module")
 def budget() -> MemoryBudget:
-    return MemoryBudget(
-        RocksOptions(total_bytes=32 * MIB, write_buffer_bytes=8 * MIB, memtable_bytes=4 * MIB)
-    )
+    return small_budget(32)
 
 
 def ev(side: str, key: str, ts: int) -> Event:

@@ -33,17 +33,15 @@ from recovery.partitions import read_partitions
 from recovery.replay import copy_for_replay
 from recovery.shard import ShardCheckpointer, restore_shard
 from recovery.snapshot import ShardSnapshotV1
-from state.options import MemoryBudget, RocksOptions
 from state.store import RocksStore
+from tests.budgets import small_budget
 
-MIB = 1024 * 1024
 SPEC = JoinSpec(lower_ms=0, upper_ms=40, how="left", max_out_of_orderness_ms=0,
                 idle_timeout_ms=10**9)
 SHARDS = ("sA", "sB", "sC")
 IDENTITY = JoinIdentity(SPEC, len(SHARDS))
 PARTITIONS = ("left:0", "right:0")
-BUDGET = MemoryBudget(RocksOptions(total_bytes=16 * MIB, write_buffer_bytes=4 * MIB,
-                                   memtable_bytes=2 * MIB))
+BUDGET = small_budget()
 
 Item = tuple[str, Event]
 

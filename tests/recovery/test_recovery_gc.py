@@ -18,10 +18,9 @@ from recovery.gc import PeriodicCleanup, collect_garbage
 from recovery.identity import JoinIdentity
 from recovery.layout import RecoveryLayout, init_recovery_dir
 from recovery.snapshot import ShardSnapshotV1, encode_snapshot
-from state.options import MemoryBudget, RocksOptions
 from state.store import RocksStore
+from tests.budgets import small_budget
 
-MIB = 1024 * 1024
 IDENTITY = JoinIdentity(JoinSpec(upper_ms=1_000, how="left"), 2)
 STEP = "flow.interval_join.join"
 STATE = {"watermark": {"watermark": 0, "partitions": {}},
@@ -73,8 +72,7 @@ def layout(tmp_path: Path) -> RecoveryLayout:
 @pytest.fixture
 def refs(layout: RecoveryLayout, tmp_path: Path) -> dict[str, list[str]]:
     """Real checkpoints: s1 seq 1..5, s2 seq 1..2."""
-    budget = MemoryBudget(RocksOptions(total_bytes=16 * MIB, write_buffer_bytes=4 * MIB,
-                                       memtable_bytes=2 * MIB))
+    budget = small_budget()
     out: dict[str, list[str]] = {}
     with RocksStore(tmp_path / "db", budget) as store:
         for shard, n in (("s1", 5), ("s2", 2)):

@@ -22,10 +22,9 @@ from recovery.layout import RecoveryLayout, init_recovery_dir, open_recovery_dir
 from recovery.partitions import read_partitions
 from recovery.replay import copy_for_replay
 from recovery.snapshot import ShardSnapshotV1, encode_snapshot
-from state.options import MemoryBudget, RocksOptions
 from state.store import RocksStore
+from tests.budgets import small_budget
 
-MIB = 1024 * 1024
 IDENTITY = JoinIdentity(JoinSpec(upper_ms=1_000, how="left"), 1)
 STEP = "flow.interval_join.join"
 
@@ -57,8 +56,7 @@ def source(tmp_path: Path) -> tuple[RecoveryLayout, dict[int, str]]:
     one worker whose frontier is 10; epochs up to 5 committed."""
     layout = init_recovery_dir(tmp_path / "rec", IDENTITY, partitions=1)
     subprocess.run([sys.executable, *layout.bytewax_init_command()], check=True)
-    budget = MemoryBudget(RocksOptions(total_bytes=16 * MIB, write_buffer_bytes=4 * MIB,
-                                       memtable_bytes=2 * MIB))
+    budget = small_budget()
     refs: dict[int, str] = {}
     with RocksStore(tmp_path / "db", budget) as store:
         for seq, epoch in enumerate((3, 6, 8, 9, 12), start=1):

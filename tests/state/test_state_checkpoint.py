@@ -9,17 +9,14 @@ import pytest
 
 from joins import Event, content_id
 from state.errors import StateError
-from state.options import MemoryBudget, RocksOptions
+from state.options import MemoryBudget
 from state.store import RocksStore
-
-MIB = 1024 * 1024
+from tests.budgets import small_budget
 
 
 @pytest.fixture(scope="module")
 def budget() -> MemoryBudget:
-    return MemoryBudget(
-        RocksOptions(total_bytes=32 * MIB, write_buffer_bytes=8 * MIB, memtable_bytes=4 * MIB)
-    )
+    return small_budget(32)
 
 
 def ev(side: str, key: str, ts: int) -> Event:

@@ -25,10 +25,9 @@ from state.codec import (
     with_matched,
 )
 from state.errors import StateDecodeError, StateError
-from state.options import MemoryBudget, RocksOptions
 from state.store import RocksStore
+from tests.budgets import small_budget
 
-MIB = 1024 * 1024
 CODEC = StateCodec()
 
 flat = st.one_of(
@@ -116,9 +115,7 @@ def v2_schema() -> dict[str, Any]:
 
 
 def test_newer_reader_reads_state_written_with_v1(tmp_path: Path) -> None:
-    budget = MemoryBudget(
-        RocksOptions(total_bytes=16 * MIB, write_buffer_bytes=4 * MIB, memtable_bytes=2 * MIB)
-    )
+    budget = small_budget()
     old = Event("left", "k", 5, content_id(b"old"), {"a": 1, "b": [1, "x"]}, "p1", 42)
     with RocksStore(tmp_path / "db", budget, StateCodec()) as v1:
         v1.insert(old, False, 100)
@@ -146,9 +143,7 @@ def test_newer_reader_reads_state_written_with_v1(tmp_path: Path) -> None:
 
 
 def test_v2_reads_state_written_with_the_v1_map_schema(tmp_path: Path) -> None:
-    budget = MemoryBudget(
-        RocksOptions(total_bytes=16 * MIB, write_buffer_bytes=4 * MIB, memtable_bytes=2 * MIB)
-    )
+    budget = small_budget()
     v1 = StateCodec(v1_schema())
     assert v1.fingerprint != CODEC.fingerprint
     old = Event("left", "k", 5, content_id(b"old"), {"a": 1, "b": [1, "x"], "f": 1.0}, "p1", 42)

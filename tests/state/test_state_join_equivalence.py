@@ -20,13 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from joins import HOWS, SIDES, Event, IntervalJoiner, JoinOutput, JoinSpec, MemoryStore, content_id
-from state.options import MemoryBudget, RocksOptions
 from state.store import RocksStore
+from tests.budgets import small_budget
 
-MIB = 1024 * 1024
-BUDGET = MemoryBudget(
-    RocksOptions(total_bytes=16 * MIB, write_buffer_bytes=4 * MIB, memtable_bytes=1 * MIB)
-)
+BUDGET = small_budget()
 PARTITIONS = ("L0", "L1", "R0")
 
 

@@ -10,8 +10,8 @@ import pytest
 from joins import Event, content_id
 from state import layout
 from state.codec import StateCodec
-from state.options import MIB, MemoryBudget, RocksOptions
 from state.store import RocksStore
+from tests.budgets import small_budget
 
 
 class CountingCodec(StateCodec):
@@ -26,9 +26,7 @@ class CountingCodec(StateCodec):
 
 @pytest.mark.parametrize("committed", [True, False])
 def test_evicted_entries_decode_lazily(tmp_path: Path, committed: bool) -> None:
-    budget = MemoryBudget(
-        RocksOptions(total_bytes=16 * MIB, write_buffer_bytes=4 * MIB, memtable_bytes=2 * MIB)
-    )
+    budget = small_budget()
     codec = CountingCodec()
     a = Event("left", "k", 5, content_id(b"a"), {"a": [1, 2.5]}, "p", 1)
     b = Event("left", "k", 6, content_id(b"b"), {"b": None}, "p", 2)
