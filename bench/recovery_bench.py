@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,16 +184,18 @@ def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[-1]
 
 
-def inodes(path: Path) -> set[tuple[int, int]]:
-    out: set[tuple[int, int]] = set()
+def file_stats(path: Path) -> Iterator[os.stat_result]:
+    """``os.stat`` of every file under ``path`` (files removed meanwhile skipped)."""
     for dirpath, _dirs, files in os.walk(path):
         for name in files:
             try:
-                st = os.stat(os.path.join(dirpath, name))
+                yield os.stat(os.path.join(dirpath, name))
             except FileNotFoundError:
                 continue
-            out.add((st.st_dev, st.st_ino))
-    return out
+
+
+def inodes(path: Path) -> set[tuple[int, int]]:
+    return {(st.st_dev, st.st_ino) for st in file_stats(path)}
 
 
 def own_bytes(root: Path, shared_with: Path) -> int:
@@ -201,16 +203,11 @@ def own_bytes(root: Path, shared_with: Path) -> int:
     shared = inodes(shared_with)
     total = 0
     seen: set[tuple[int, int]] = set()
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                st = os.stat(os.path.join(dirpath, name))
-            except FileNotFoundError:
-                continue
-            ino = (st.st_dev, st.st_ino)
-            if ino not in shared and ino not in seen:
-                seen.add(ino)
-                total += st.st_size
+    for st in file_stats(root):
+        ino = (st.st_dev, st.st_ino)
+        if ino not in shared and ino not in seen:
+            seen.add(ino)
+            total += st.st_size
     return total
 
 
