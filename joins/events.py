@@ -40,7 +40,9 @@ class Event:
     ``ts`` is event time in epoch milliseconds; ``partition`` and ``offset`` say
     where the event was read (they are not part of its identity).
     ``record_json``, when at hand, is ``record`` as JSON text, so that outputs
-    need not encode the record again; it takes no part in equality. An event
+    need not encode the record again; it takes no part in equality, and it is
+    the one field set after construction (a store that encodes the record fills
+    it in, a cache of what the record already says). An event
     made with ``record=None`` and its ``record_json`` parses the text on first
     read of :attr:`record` (stores do this: a probe hit is mostly written out as
     text and never needs the dict).

@@ -40,6 +40,20 @@ def test_jsonl_events_carry_identity_offsets_and_records(tmp_path: Path) -> None
     assert b.offset == len(lines[0]) + 1
 
 
+def test_an_ascii_jsonl_line_is_its_records_text(tmp_path: Path) -> None:
+    """State and outputs carry an ASCII line as the record's JSON text (no
+    re-encoding); a line with other characters is left to be encoded."""
+    lines = ['{"key": "a", "ts": 5, "x": [1, 2.5]}', '{"key":"b","ts":7,"name":"Zoë"}']
+    path = write(tmp_path, "\n".join(lines).encode() + b"\r\n")
+    a, b = read_all(path)
+    assert isinstance(a, Event)
+    assert isinstance(b, Event)
+    assert a.record_json == lines[0]
+    assert json.loads(a.record_json) == a.record
+    assert b.record_json is None
+    assert b.record["name"] == "Zoë"
+
+
 def test_crlf_blank_lines_and_missing_final_newline(tmp_path: Path) -> None:
     path = write(tmp_path, b'\r\n{"key":"a","ts":5}\r\n   \n\n{"key":"b","ts":6}')
     out = read_all(path)

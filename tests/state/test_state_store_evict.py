@@ -66,3 +66,43 @@ def test_eviction_reads_the_entry_flag_when_the_index_lacks_it(tmp_path: Path) -
             store._db.put(x, b"")  # as the older layout wrote it
         evicted = store.evict("left", 100, 10)
         assert [(e.event, e.matched) for e in evicted] == [(a, True), (b, False)]
+
+
+def test_matched_entries_are_evicted_without_reading_their_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The expiry index says an entry matched: eviction reads no value for it
+    (only reading the evicted event does)."""
+    a = Event("left", "k", 5, content_id(b"a"), {"a": 1}, "p", 1)
+    b = Event("left", "k", 6, content_id(b"b"), {"b": 2}, "p", 2)
+    with RocksStore(tmp_path / "db", small_budget()) as store:
+        store.insert(a, True, 10)
+        store.insert(b, False, 11)
+        store.commit()
+        store.mark_matched(store.scan("left", "k", 6, 6)[0], 11)
+        store.commit()
+
+        def no_reads(keys: list[bytes]) -> list[bytes | None]:
+            msg = f"eviction read values of {len(keys)} matched entries"
+            raise AssertionError(msg)
+
+        monkeypatch.setattr(store, "_multi_get", no_reads)
+        evicted = store.evict("left", 100, 10)
+        assert [e.matched for e in evicted] == [True, True]
+        assert [e.event for e in evicted] == [a, b]
+
+
+def test_commits_write_no_wal(tmp_path: Path) -> None:
+    """Recovery resumes from checkpoints, never from a live DB: commits skip the
+    WAL (it would hold every value written)."""
+    path = tmp_path / "db"
+    with RocksStore(path, small_budget()) as store:
+        for i in range(2_000):
+            store.insert(Event("left", f"k{i}", i, content_id(b"%d" % i), {"pad": "x" * 100}),
+                         False, i)  # fmt: skip
+        store.commit()
+        wal = sum(f.stat().st_size for f in path.glob("*.log"))
+        assert wal < 4096, f"{wal} bytes of WAL after committing 2,000 entries"
+        assert store.count("left") == 2_000
+    with RocksStore(path, small_budget()) as reopened:  # a clean close flushed them
+        assert len(reopened.scan("left", "k7", 0, 10)) == 1
