@@ -80,12 +80,12 @@ def entry_key(side: Side, key: str, ts: int, eid: bytes) -> bytes:
     return key_prefix(side, key) + encode_time(ts) + eid
 
 
-def encode_time_clamped(ts: int) -> bytes:
+def _time_from(ts: int) -> bytes:
     """:func:`encode_time` of ``ts``, raised to the smallest time the layout holds."""
     return _U64.pack(ts + _OFFSET) if ts > -_OFFSET else b"\x00" * 8
 
 
-def encode_time_after(ts: int) -> bytes:
+def _time_after(ts: int) -> bytes:
     """The exclusive upper end, after a key prefix, of entries with time ``<= ts``:
     :func:`encode_time` of ``ts + 1``, or ``0xFF`` * 9 past the largest time."""
     if ts >= _OFFSET - 1:
@@ -93,14 +93,14 @@ def encode_time_after(ts: int) -> bytes:
     return _U64.pack(ts + 1 + _OFFSET) if ts + 1 > -_OFFSET else b"\x00" * 8
 
 
-def scan_bounds(side: Side, key: str, lo_ts: int, hi_ts: int) -> tuple[bytes, bytes]:
-    """``[lower, upper)`` entry keys covering ``lo_ts <= ts <= hi_ts`` of one key.
+def scan_bounds(prefix: bytes, lo_ts: int, hi_ts: int) -> tuple[bytes, bytes]:
+    """``[lower, upper)`` entry keys covering ``lo_ts <= ts <= hi_ts`` of the key
+    whose :func:`key_prefix` is ``prefix``.
 
     ``upper`` is the prefix with ``hi_ts + 1``; when ``hi_ts`` is the largest time
     the layout holds, it is the prefix followed by ``0xFF`` * 9 instead.
     """
-    prefix = key_prefix(side, key)
-    return prefix + encode_time_clamped(lo_ts), prefix + encode_time_after(hi_ts)
+    return prefix + _time_from(lo_ts), prefix + _time_after(hi_ts)
 
 
 def decode_entry_key(data: bytes) -> tuple[Side, str, int, bytes]:

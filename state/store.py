@@ -224,8 +224,7 @@ class RocksStore:
             return []
         prefix = self._prefix(side, key)
         plen = len(prefix)
-        lower = prefix + layout.encode_time_clamped(lo_ts)
-        upper = prefix + layout.encode_time_after(hi_ts)
+        lower, upper = layout.scan_bounds(prefix, lo_ts, hi_ts)
         pending = self._pending
         rows: list[StoredEntry] = []
         it = self._iterator()

@@ -47,7 +47,7 @@ def test_entries_of_a_key_sort_by_time_then_eid(key: str, rows: list[tuple[int, 
 def test_scan_bounds_select_exactly_the_key_and_interval(
     key: str, other: str, lo: int, hi: int, eid: bytes
 ) -> None:
-    lower, upper = layout.scan_bounds("right", key, lo, hi)
+    lower, upper = layout.scan_bounds(layout.key_prefix("right", key), lo, hi)
     for ts in (lo, hi, lo - 1, hi + 1):
         if -(2**63) <= ts < 2**63:
             k = layout.entry_key("right", key, ts, eid)
