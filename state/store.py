@@ -285,7 +285,7 @@ class RocksStore:
             self._pending_by_prefix[prefix] = [k]
         else:
             mine.append(k)
-        x = layout.EXPIRY + layout.SIDE_BYTE[side] + layout.encode_time(bound) + k
+        x = layout.expiry_key(side, bound, k)
         pending[x] = _MATCHED_FLAG if matched else b""
         self._pending_expiry[side].append(x)
         if x < self._evict_from[side]:
@@ -309,7 +309,7 @@ class RocksStore:
             raise StateError(msg)
         if not value[0] & 1:
             pending[k] = with_matched(value)
-        x = layout.EXPIRY + layout.SIDE_BYTE[e.side] + layout.encode_time(bound) + k
+        x = layout.expiry_key(e.side, bound, k)
         pending[x] = _MATCHED_FLAG
         entry.matched = True
 
