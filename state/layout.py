@@ -41,6 +41,8 @@ _HEAD_BYTES = 7
 SIDE_BYTE: dict[Side, bytes] = {"left": b"L", "right": b"R"}
 BYTE_SIDE: dict[int, Side] = {ord("L"): "left", ord("R"): "right"}
 EXPIRY = b"X"
+#: Bytes of an expiry key before its entry key: ``X``, side, bound.
+EXPIRY_HEAD_BYTES = 10
 META = b"M"
 
 
@@ -143,10 +145,10 @@ def expiry_upper(side: Side, below: int) -> bytes:
 
 def decode_expiry_key(data: bytes) -> tuple[Side, int, bytes]:
     """Inverse of :func:`expiry_key`: ``(side, bound, entry key)``."""
-    if len(data) < 10 or data[:1] != EXPIRY or data[1] not in BYTE_SIDE:
+    if len(data) < EXPIRY_HEAD_BYTES or data[:1] != EXPIRY or data[1] not in BYTE_SIDE:
         msg = f"not an expiry key: {data[:40]!r}"
         raise StateError(msg)
-    return BYTE_SIDE[data[1]], decode_time(data, 2), data[10:]
+    return BYTE_SIDE[data[1]], decode_time(data, 2), data[EXPIRY_HEAD_BYTES:]
 
 
 def count_key(side: Side) -> bytes:

@@ -43,6 +43,7 @@ from state.stats import StoreStats, read_properties, read_stats
 
 _NO_ITER: Any = None
 _SIDE_BYTE = layout.SIDE_BYTE
+_EXPIRY_HEAD = layout.EXPIRY_HEAD_BYTES
 #: Value of an expiry index key whose entry has matched (``b""``: not known to).
 _MATCHED_FLAG = b"\x01"
 #: Not in the overlay (the overlay's None means deleted).
@@ -329,7 +330,7 @@ class RocksStore:
         ask: list[bytes] = []
         ask_at: list[int] = []
         for x, flag in chosen:
-            k = x[10:]
+            k = x[_EXPIRY_HEAD:]
             event = pending_events.get(k)
             if event is not None:
                 value = pending[k]
@@ -352,7 +353,7 @@ class RocksStore:
                 entries[i] = EvictedEntry(self, k, value)
         for x, _flag in chosen:
             pending[x] = None
-            pending[x[10:]] = None
+            pending[x[_EXPIRY_HEAD:]] = None
         self._evict_from[side] = chosen[-1][0] + b"\x00"
         self._count[side] -= len(chosen)
         return [e for e in entries if e is not None]
@@ -437,7 +438,7 @@ class RocksStore:
         oldest: dict[Side, int | None] = {}
         for side in SIDES:
             head = self._expiry_head(side, 2**63, 1)
-            oldest[side] = layout.decode_entry_key(head[0][0][10:])[2] if head else None
+            oldest[side] = layout.decode_entry_key(head[0][0][_EXPIRY_HEAD:])[2] if head else None
         return read_stats(self._db, self.path, dict(self._count), oldest)
 
     def rocksdb_properties(self) -> dict[str, int]:
