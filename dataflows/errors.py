@@ -2,7 +2,7 @@
 
 All derive from :class:`joins.errors.StreamJoinError`, the project's one base
 class. Messages carry the offending value and what would have been allowed.
-Bad *records* are not errors: they become :class:`dataflows.decode.Invalid`
+Bad *records* are not errors: they become :class:`dataflows.inputs.Invalid`
 dead letters. These classes are for whole inputs, flags and runs.
 """
 

@@ -31,9 +31,9 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream, operator
 
 from dataflows.config import RunConfig
-from dataflows.decode import Invalid
-from dataflows.records import OutputKind
-from dataflows.recovering import ExecutionStatsSink, recovering_runtime, throttled
+from dataflows.inputs import Invalid
+from dataflows.outputs import OutputKind
+from dataflows.recovering import recovering_runtime
 from dataflows.shard_logic import (
     JoinedRow,
     ShardInput,
@@ -42,8 +42,8 @@ from dataflows.shard_logic import (
     ShardRuntime,
 )
 from dataflows.shards import shard_names, shard_of, shards_of_worker
-from dataflows.sinks import RowFileSink, StatsSink
-from dataflows.sources import FileSource, SourceBatch, wall_ms
+from dataflows.sinks import ExecutionStatsSink, RowFileSink, StatsSink, stats_dir
+from dataflows.sources import FileSource, SourceBatch, throttled, wall_ms
 from joins import Event, JoinSpec, JoinStore, Late, MemoryStore
 
 if TYPE_CHECKING:
@@ -231,7 +231,7 @@ def build_flow(
     flow = Dataflow("streamjoin")
     batches = op.input("inputs", flow, throttled(FileSource(cfg), cfg.read_delay_ms))
     if metrics is not None:
-        from dataflows.metrics_wiring import source_observer
+        from dataflows.metrics import source_observer
 
         batches = op.inspect("input_metrics", batches, source_observer(metrics))
     partitions = cfg.partitions()
@@ -263,8 +263,3 @@ def build_flow(
     stats_sink = ExecutionStatsSink(stats) if cfg.recovery_dir else StatsSink(stats)
     op.output("stats_files", out.stats, stats_sink)
     return flow
-
-
-def stats_dir(out_dir: str) -> str:
-    """Where the workers of a run leave their final counters."""
-    return os.path.join(out_dir, ".stats")

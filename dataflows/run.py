@@ -175,7 +175,7 @@ def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
     Raises :class:`~dataflows.errors.ConfigError` before touching ``OUT`` or
     starting a process if a ``--metrics-port`` port cannot be bound.
     """
-    from dataflows.metrics_wiring import check_metrics_ports
+    from dataflows.metrics import check_metrics_ports
     from dataflows.recovering import begin
 
     check_metrics_ports(cfg)
@@ -217,7 +217,7 @@ def summarize(
     peak_rss_bytes: int,
 ) -> dict[str, Any]:
     """``run.json``: the run's parameters and the sum of all final counters."""
-    from dataflows.recovering import run_stats
+    from dataflows.sinks import run_stats
 
     counters = JoinCounters()
     invalid = {"left": 0, "right": 0}
@@ -270,7 +270,7 @@ def summarize(
 
 def _metrics_endpoints(cfg: RunConfig) -> list[dict[str, Any]]:
     """Where each process served its metrics (``OUT/.run/metrics-<i>.json``)."""
-    from dataflows.metrics_wiring import read_endpoints
+    from dataflows.metrics import read_endpoints
 
     return read_endpoints(cfg.out_dir, cfg.processes)
 
@@ -330,7 +330,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--addresses", default="")
     args = parser.parse_args(argv)
     cfg = RunConfig.from_json(json.loads(Path(args.config).read_text(encoding="utf-8")))
-    from dataflows.metrics_wiring import ProcessMetrics
+    from dataflows.metrics import ProcessMetrics
 
     # The join makes millions of short-lived objects that form no cycles (events,
     # pairs, output lines); the default gen-0 threshold (700) ran the cycle

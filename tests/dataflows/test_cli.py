@@ -14,9 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dataflows.cli import main
-from dataflows.config import RunConfig, build_config
+from dataflows.config import MIB, RunConfig, build_config
 from dataflows.errors import ConfigError
-from dataflows.sizes import MIB
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,8 +10,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from dataflows.decode import Invalid, SourceFormat, read_batches
 from dataflows.errors import ConfigError, InputError
+from dataflows.inputs import Invalid, SourceFormat, read_batches
 from joins import Event, content_id
 from joins.spec import MAX_TS_MS
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataflows.durations import format_duration, parse_duration
+from dataflows.config import format_duration, parse_duration
 from dataflows.errors import ConfigError
 
 

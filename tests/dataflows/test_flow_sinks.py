@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.joined_lines import JoinedLineEncoder
-from dataflows.outputs import read_rows
-from dataflows.records import joined_record, json_line
+from dataflows.outputs import JoinedLineEncoder, joined_record, json_line, read_rows
 from dataflows.sinks import RowFileSink
 from joins import Event, Matched, Unmatched, content_id
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.decode import Invalid, SourceFormat, read_batches
 from dataflows.errors import ConfigError
 from dataflows.generator import GeneratorConfig, generate
+from dataflows.inputs import Invalid, SourceFormat, read_batches
 from dataflows.progress import Progress
 from joins import Event
 

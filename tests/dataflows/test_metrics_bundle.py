@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from dataflows.decode import Invalid, SourceFormat, read_batches
+from dataflows.inputs import Invalid, SourceFormat, read_batches
 from dataflows.metrics import REASON_CLASSES, JoinMetrics, reason_class
-from dataflows.metrics_histogram import BatchHistogram
+from dataflows.metrics.histogram import BatchHistogram
 from joins import Event, IntervalJoiner, JoinCounters, JoinSpec, MemoryStore, content_id
 from joins.events import Side
 

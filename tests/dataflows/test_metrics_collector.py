@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dataflows.metrics import HOT_KEY_RANKS, JoinMetrics
-from dataflows.metrics_collector import ROCKSDB_PROPERTIES, StateCollector
-from dataflows.metrics_hotkeys import HotKeys
+from dataflows.metrics import HOT_KEY_RANKS, ROCKSDB_PROPERTIES, JoinMetrics, StateCollector
+from dataflows.metrics.hotkeys import HotKeys
 from joins import Event, IntervalJoiner, JoinSpec, MemoryStore, content_id
 from joins.events import Side
 from state.store import RocksStore

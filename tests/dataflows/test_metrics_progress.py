@@ -3,7 +3,7 @@ process, between the worker threads that record it and the scrapes that read it.
 
 from __future__ import annotations
 
-from dataflows.metrics_progress import ProcessProgress
+from dataflows.metrics.progress import ProcessProgress
 from joins import JoinCounters
 from joins.counters import SideCounters
 from joins.watermark import WM_MAX, WM_MIN

@@ -47,8 +47,7 @@ pytestmark = pytest.mark.slow
 def serve(index: int, workdir: Path) -> None:  # pragma: no cover - runs in a subprocess
     from prometheus_client import CollectorRegistry
 
-    from dataflows.metrics import JoinMetrics
-    from dataflows.metrics_server import serve_metrics
+    from dataflows.metrics import JoinMetrics, serve_metrics
     from joins import Event, IntervalJoiner, JoinCounters, JoinSpec, Side, content_id
     from state.store import RocksStore
 

@@ -9,13 +9,8 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dataflows.metrics import JoinMetrics
-from dataflows.metrics_server import (
-    check_bindable,
-    metrics_url,
-    process_port,
-    serve_metrics,
-)
+from dataflows.metrics import JoinMetrics, check_bindable, process_port, serve_metrics
+from dataflows.metrics.server import metrics_url
 
 
 def test_serves_the_bundle_on_an_ephemeral_loopback_port() -> None:

@@ -25,13 +25,8 @@ from dataflows.config import RunConfig, build_config
 from dataflows.errors import ConfigError, RunError
 from dataflows.flow import build_flow
 from dataflows.generator import GeneratorConfig, generate
-from dataflows.metrics import JoinMetrics
-from dataflows.metrics_wiring import (
-    ProcessMetrics,
-    check_metrics_ports,
-    endpoint_path,
-    read_endpoints,
-)
+from dataflows.metrics import JoinMetrics, ProcessMetrics, check_metrics_ports, read_endpoints
+from dataflows.metrics.wiring import endpoint_path
 from dataflows.run import format_summary, prepare_out_dir, summarize
 
 SIDES = ("left", "right")
@@ -144,7 +139,7 @@ def test_the_default_port_falls_back_but_an_explicit_one_fails(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        monkeypatch.setattr("dataflows.metrics_wiring.DEFAULT_METRICS_PORT", port)
+        monkeypatch.setattr("dataflows.metrics.wiring.DEFAULT_METRICS_PORT", port)
         log = io.StringIO()
         served = ProcessMetrics.start(cfg, 0, log=log)
         try:
@@ -168,7 +163,7 @@ def test_the_run_checks_explicit_ports_only(
         taken.listen()
         port = taken.getsockname()[1]
         # The default base port falls back to ephemeral ones, 0 asks for them.
-        monkeypatch.setattr("dataflows.metrics_wiring.DEFAULT_METRICS_PORT", port)
+        monkeypatch.setattr("dataflows.metrics.wiring.DEFAULT_METRICS_PORT", port)
         check_metrics_ports(cfg)
         check_metrics_ports(replace(cfg, metrics_port=0))
         # Process 2 of 3 would serve on base + 2.

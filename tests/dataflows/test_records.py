@@ -10,9 +10,8 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from dataflows import records
-from dataflows.decode import Invalid
-from dataflows.outputs import read_rows
+from dataflows.inputs import Invalid
+from dataflows.outputs import read_rows, records
 from joins import Event, Late, Matched, Unmatched, content_id, match_id, unmatched_id
 
 L = Event("left", "k", 10, content_id(b"l"), {"a": 1, "ts": 10}, "left:0:x", 3)

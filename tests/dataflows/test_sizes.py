@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dataflows.config import GIB, KIB, MIB, TIB, format_size, parse_size
 from dataflows.errors import ConfigError
-from dataflows.sizes import GIB, KIB, MIB, TIB, format_size, parse_size
 
 
 @pytest.mark.parametrize(

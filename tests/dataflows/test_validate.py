@@ -2,7 +2,7 @@
 
 The driver decodes generated inputs, feeds them batch by batch in a seeded
 random interleaving to ``joins.IntervalJoiner`` over ``joins.MemoryStore``, and
-writes the outputs with ``dataflows.records`` plus ``run.json``: exactly what
+writes the outputs with ``dataflows.outputs.records`` plus ``run.json``: exactly what
 the engine produces. ``validate`` must accept every such run and reject each
 kind of corruption with the right finding.
 """
@@ -19,12 +19,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataflows import records
-from dataflows.decode import Invalid, SourceFormat, read_batches
 from dataflows.generator import GeneratedDataset, GeneratorConfig, generate
-from dataflows.outputs import read_rows
+from dataflows.inputs import Invalid, SourceFormat, read_batches
+from dataflows.outputs import read_rows, records
 from dataflows.validate import main, validate
-from dataflows.validate_expected import pair_id, row_id
+from dataflows.validate.expected import pair_id, row_id
 from joins import (
     Event,
     IntervalJoiner,

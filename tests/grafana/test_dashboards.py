@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from dataflows.metrics import JoinMetrics
-from dataflows.metrics_server import DEFAULT_METRICS_PORT, process_port
+from dataflows.metrics import DEFAULT_METRICS_PORT, JoinMetrics, process_port
 
 GRAFANA = Path(__file__).resolve().parents[2] / "grafana"
 

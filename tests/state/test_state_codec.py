@@ -178,8 +178,7 @@ def test_hand_written_v2_body_is_what_fastavro_writes(
 
 @given(records)
 def test_record_json_is_the_output_encoding_of_the_record(record: dict[str, Any]) -> None:
-    from dataflows.joined_lines import JoinedLineEncoder
-    from dataflows.records import joined_record, json_line
+    from dataflows.outputs import JoinedLineEncoder, joined_record, json_line
     from joins import Unmatched
 
     stored = CODEC.decode(CODEC.encode("p", 1, record, False))

@@ -1,0 +1,258 @@
+"""The ``streamjoin`` command: generate data, run the join, validate a run, demo.
+
+Bad flags end the command with exit status 2 and one line on stderr (the value
+given and what is allowed); a failed run ends with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from dataflows.config import (
+    DEFAULT_STATE_MEMORY_BYTES,
+    INPUT_FORMATS,
+    MIN_STATE_MEMORY_BYTES,
+    OUTPUT_FORMATS,
+    build_config,
+    format_size,
+)
+from dataflows.errors import ConfigError
+from dataflows.inputs import TIME_UNITS
+from joins import HOWS, StreamJoinError
+
+PROG = "streamjoin"
+
+_MAIN_EPILOG = """\
+examples:
+  streamjoin demo --out demo-out          generate ~1M events, join with 2 processes, validate
+  streamjoin generate --out data --impressions 100000 --keys 20000
+  streamjoin run --left data/impressions.jsonl --right data/plays.jsonl --out out
+  streamjoin validate out                 check out/ against the batch join of the inputs
+
+Run `streamjoin COMMAND --help` for the flags of each command.
+"""
+
+_RUN_EPILOG = """\
+examples:
+  # a left join of impressions with the plays up to 30 minutes after them
+  streamjoin run --left data/impressions.jsonl --right data/plays.jsonl --out out
+
+  # directories or globs: one source partition per file; 2 processes
+  streamjoin run --left 'data/impressions*.jsonl' --right data/plays/ \\
+      --how full --upper 1h --max-out-of-orderness 10s --processes 2 --out out
+
+  # the same keys in a config file (TOML or JSON); flags override it
+  streamjoin run --config join.toml --out out2
+
+Durations: an integer number of milliseconds or terms like 250ms, 5s, 30m, 2h,
+1h30m; a negative bound needs '=', e.g. --lower=-10s. A pair (l, r) matches when
+l.key == r.key and l.ts + lower <= r.ts <= l.ts + upper.
+
+Sizes (--state-memory): bytes, or an integer with K, M, G or T, optionally
+followed by iB; all binary (512M = 512MiB = 536870912 bytes).
+
+Writes OUT/joined/, OUT/late/, OUT/invalid/ (one file per shard that has rows)
+and OUT/run.json (parameters, counters, throughput); check it with
+`streamjoin validate OUT`.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("inputs")
+    src.add_argument("--left", metavar="PATH", help="left input (impressions): file, dir or glob")
+    src.add_argument("--right", metavar="PATH", help="right input (plays): file, dir or glob")
+    src.add_argument("--format", choices=INPUT_FORMATS, help="input format (default jsonl)")
+    src.add_argument(
+        "--key-field", metavar="NAME[,NAME]", help="field(s) holding the join key (default key)"
+    )
+    src.add_argument("--time-field", metavar="NAME", help="field holding event time (default ts)")
+    src.add_argument(
+        "--time-unit", choices=TIME_UNITS, help="unit of the time field (default ms)"
+    )
+    join = p.add_argument_group("join")
+    join.add_argument("--how", choices=HOWS, help="join type (default left)")
+    join.add_argument("--lower", metavar="DURATION", help="interval lower bound (default 0)")
+    join.add_argument("--upper", metavar="DURATION", help="interval upper bound (default 30m)")
+    join.add_argument(
+        "--max-out-of-orderness",
+        metavar="DURATION",
+        help="how far behind its partition's newest event an event may be (default 5s)",
+    )
+    join.add_argument(
+        "--allowed-lateness", metavar="DURATION", help="extra grace after the watermark (default 0)"
+    )
+    join.add_argument(
+        "--idle-timeout",
+        metavar="DURATION",
+        help="a partition silent this long stops holding the watermark (default 30s)",
+    )
+    out = p.add_argument_group("outputs and execution")
+    out.add_argument("--out", metavar="DIR", help="output directory (required)")
+    out.add_argument("--output-format", choices=OUTPUT_FORMATS, help="default jsonl")
+    out.add_argument("--processes", type=int, metavar="N", help="Bytewax processes (default 1)")
+    out.add_argument(
+        "--workers-per-process", type=int, metavar="W", help="worker threads each (default 1)"
+    )
+    out.add_argument("--state-dir", metavar="DIR", help="RocksDB state (default OUT/state)")
+    out.add_argument(
+        "--state-memory",
+        metavar="SIZE",
+        help="RocksDB's memory budget in each process: one block cache for the blocks and "
+        "the memtables (at most half of it) of all the process's shards; the process's "
+        f"RSS is somewhat above it. A size such as 512M, 256MiB, 1GiB or bytes; at least "
+        f"{format_size(MIN_STATE_MEMORY_BYTES)} (default "
+        f"{format_size(DEFAULT_STATE_MEMORY_BYTES)})",
+    )
+    out.add_argument("--shards", type=int, metavar="S", help="virtual shards (default 32)")
+    out.add_argument("--batch-size", type=int, metavar="N", help="records per read (default 10000)")
+    out.add_argument("--config", metavar="FILE", help="TOML or JSON file with the same keys")
+    add_metrics_flags(p)
+    from dataflows.cli.snapshots import add_recovery_flags
+
+    add_recovery_flags(p)
+
+
+def add_metrics_flags(p: argparse.ArgumentParser) -> None:
+    """``--metrics-port``, ``--metrics-host`` and ``--metrics-linger`` (run and demo)."""
+    mon = p.add_argument_group("metrics (Prometheus; see grafana/README.md)")
+    mon.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="process i serves http://HOST:P+i/metrics; 0: an ephemeral port each "
+        "(printed, and in run.json); default 9464, or ephemeral if 9464+i is taken",
+    )
+    mon.add_argument(
+        "--metrics-host", metavar="ADDR", help="address to bind metrics to (default 127.0.0.1)"
+    )
+    mon.add_argument(
+        "--metrics-linger",
+        metavar="DURATION",
+        help="at the end, a process that was scraped waits up to this long (and 3 scrape "
+        "intervals) for a scrape of its final counts (default 30s; 0: never)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Exact event-time interval joins of two keyed streams on Bytewax.",
+        epilog=_MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    gen = sub.add_parser(
+        "generate",
+        help="write a synthetic impressions/plays dataset",
+        description="Write OUT/impressions.* and OUT/plays.* with disorder, late events, "
+        "duplicates and (optionally) malformed records.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  streamjoin generate --out data --impressions 100000 --keys 20000 "
+        "--seed 7 --partitions 2\n",
+    )
+    gen.add_argument("--out", required=True, metavar="DIR")
+    gen.add_argument("--format", choices=INPUT_FORMATS, default="jsonl")
+    from dataflows.cli.demo import add_generator_flags
+
+    add_generator_flags(gen)
+
+    run = sub.add_parser(
+        "run",
+        help="join two inputs",
+        description="Join --left and --right by key and event time.",
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_run_flags(run)
+
+    val = sub.add_parser(
+        "validate",
+        help="check a run's outputs against the batch join of its inputs",
+        description="Recompute the exact result of a run from its inputs and run.json "
+        "and compare it with OUT/joined/, OUT/late/ and the counters.",
+    )
+    val.add_argument("dir", metavar="DIR", help="the --out directory of a run")
+
+    from dataflows.cli.snapshots import add_recovery_commands
+
+    add_recovery_commands(sub)
+
+    demo = sub.add_parser(
+        "demo",
+        help="generate ~1M events, join them with 2 processes, validate",
+        description="Generate about a million events (with disorder, late events, "
+        "duplicates and malformed records), run a left join with 2 processes, "
+        "validate the outputs and print the summary.",
+    )
+    demo.add_argument("--out", default="demo-out", metavar="DIR")
+    demo.add_argument("--impressions", type=int, default=700_000, metavar="N")
+    demo.add_argument("--processes", type=int, default=2, metavar="N")
+    add_metrics_flags(demo)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dataflows.run import run
+
+    values: dict[str, Any] = {
+        k: v for k, v in vars(args).items() if k not in ("command", "config")
+    }
+    cfg = build_config(values, args.config)
+    run(cfg)
+    shown = os.path.relpath(cfg.out_dir)
+    print(f"check it with: {PROG} validate {cfg.out_dir if shown.startswith('..') else shown}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from dataflows.validate import main as validate_main
+
+    code: int = validate_main([args.dir])
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamjoin`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "validate":
+            return _validate(args)
+        if args.command in ("snapshots", "replay"):
+            from dataflows.cli.snapshots import recovery_command
+
+            return recovery_command(args)
+        if args.command == "generate":
+            from dataflows.cli.demo import generate_command
+
+            return generate_command(args)
+        from dataflows.cli.demo import demo_command
+
+        return demo_command(args)
+    except ConfigError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except StreamJoinError as exc:
+        print(f"{PROG} {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Every parameter of a run, as one frozen :class:`RunConfig` validated on construction.
+
+:class:`InputConfig` is one side's input (its files, format, key and time
+fields); :class:`RunConfig` adds the join's spec, the outputs, parallelism,
+state, metrics and recovery. Both are built from settings by
+:func:`dataflows.config.settings.build_config`; :meth:`RunConfig.to_json` and
+:meth:`RunConfig.from_json` are what worker processes are started with. A value
+out of range is a :class:`~dataflows.errors.ConfigError` naming the flag.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from dataflows.config.sizes import TIB, format_size
+from dataflows.errors import ConfigError
+from dataflows.inputs import FORMATS, TIME_UNITS, Format, TimeUnit
+from joins import JoinSpec, JoinSpecError, Side
+from state.options import DEFAULT_BUDGET_BYTES, MIN_BUDGET_BYTES
+
+INPUT_FORMATS: tuple[str, ...] = FORMATS
+OUTPUT_FORMATS = ("jsonl", "avro")
+MAX_PROCESSES = 64
+MAX_SHARDS = 4096
+DEFAULT_SHARDS = 32
+#: ``--state-memory``: a process's RocksDB budget (see :mod:`state.options`).
+DEFAULT_STATE_MEMORY_BYTES = DEFAULT_BUDGET_BYTES
+MIN_STATE_MEMORY_BYTES = MIN_BUDGET_BYTES
+MAX_STATE_MEMORY_BYTES = TIB
+
+@dataclass(frozen=True)
+class InputConfig:
+    """One side's input: its files (partitions, in order) and how to decode them."""
+
+    side: Side
+    paths: tuple[str, ...]
+    format: Format
+    key_fields: tuple[str, ...]
+    time_field: str
+    time_unit: TimeUnit
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            msg = f"--{self.side}: no input files"
+            raise ConfigError(msg)
+        _choice("format", self.format, INPUT_FORMATS)
+        _choice("time-unit", self.time_unit, TIME_UNITS)
+        if not self.key_fields or any(not f for f in self.key_fields):
+            msg = f"--key-field must name at least one field, got {self.key_fields!r}"
+            raise ConfigError(msg)
+        if not self.time_field:
+            msg = "--time-field must not be empty"
+            raise ConfigError(msg)
+
+    def partition_names(self) -> tuple[str, ...]:
+        """One source partition per file: ``side:index:basename``."""
+        return tuple(f"{self.side}:{i}:{os.path.basename(p)}" for i, p in enumerate(self.paths))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "paths": list(self.paths),
+            "format": self.format,
+            "key_fields": list(self.key_fields),
+            "time_field": self.time_field,
+            "time_unit": self.time_unit,
+        }
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run of the join: inputs, the join's spec, outputs and parallelism."""
+
+    left: InputConfig
+    right: InputConfig
+    spec: JoinSpec
+    out_dir: str
+    output_format: str = "jsonl"
+    processes: int = 1
+    workers_per_process: int = 1
+    state_dir: str = ""
+    #: RocksDB's memory in each process: the block cache and memtables of all
+    #: its shards (:meth:`state.options.RocksOptions.for_budget`).
+    state_memory_bytes: int = DEFAULT_STATE_MEMORY_BYTES
+    shards: int = DEFAULT_SHARDS
+    batch_size: int = 10_000
+    heartbeat_ms: int = 1000
+    epoch_interval_ms: int = 10_000
+    #: Base metrics port (process i serves on it + i; 0: ephemeral ports); None:
+    #: the default base port when free, else ephemeral (see metrics_wiring).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    #: The most a process waits at the end for a scrape of its final counts.
+    metrics_linger_ms: int = 30_000
+    #: Recovery (issue #4, :mod:`dataflows.recovering`): the recovery directory
+    #: ("" = off), how long Bytewax keeps superseded snapshots, and a test-only
+    #: delay before each source read (the crash harness).
+    recovery_dir: str = ""
+    backup_interval_ms: int = 0
+    read_delay_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _choice("output-format", self.output_format, OUTPUT_FORMATS)
+        _int_range("processes", self.processes, 1, MAX_PROCESSES)
+        _int_range("workers-per-process", self.workers_per_process, 1, 64)
+        _check_state_memory(self.state_memory_bytes)
+        _int_range("shards", self.shards, 1, MAX_SHARDS)
+        _int_range("batch-size", self.batch_size, 1, 1_000_000)
+        _int_range("heartbeat", self.heartbeat_ms, 1, 3_600_000)
+        _int_range("epoch-interval", self.epoch_interval_ms, 1, 86_400_000)
+        _check_metrics(self)
+        _int_range("backup-interval", self.backup_interval_ms, 0, 86_400_000)
+        _int_range("read-delay", self.read_delay_ms, 0, 60_000)
+        if not self.out_dir:
+            msg = "--out is required: the directory to write joined/, late/, invalid/ to"
+            raise ConfigError(msg)
+        if not self.state_dir:
+            object.__setattr__(self, "state_dir", os.path.join(self.out_dir, "state"))
+        overlap = set(self.left.paths) & set(self.right.paths)
+        if overlap:
+            msg = f"a file cannot be both --left and --right: {sorted(overlap)[0]}"
+            raise ConfigError(msg)
+
+    @property
+    def workers(self) -> int:
+        """All Bytewax workers of the cluster."""
+        return self.processes * self.workers_per_process
+
+    def partitions(self) -> tuple[str, ...]:
+        """All source partitions of both sides (the joiner waits for each)."""
+        return self.left.partition_names() + self.right.partition_names()
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able copy (what the worker processes are started with)."""
+        return {
+            "left": self.left.to_json(),
+            "right": self.right.to_json(),
+            "spec": asdict(self.spec),
+            "out_dir": self.out_dir,
+            "output_format": self.output_format,
+            "processes": self.processes,
+            "workers_per_process": self.workers_per_process,
+            "state_dir": self.state_dir,
+            "state_memory_bytes": self.state_memory_bytes,
+            "shards": self.shards,
+            "batch_size": self.batch_size,
+            "heartbeat_ms": self.heartbeat_ms,
+            "epoch_interval_ms": self.epoch_interval_ms,
+            "metrics_port": self.metrics_port,
+            "metrics_host": self.metrics_host,
+            "metrics_linger_ms": self.metrics_linger_ms,
+            "recovery_dir": self.recovery_dir,
+            "backup_interval_ms": self.backup_interval_ms,
+            "read_delay_ms": self.read_delay_ms,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_json`."""
+        sides = {
+            side: InputConfig(
+                side=side,
+                paths=tuple(data[side]["paths"]),
+                format=data[side]["format"],
+                key_fields=tuple(data[side]["key_fields"]),
+                time_field=data[side]["time_field"],
+                time_unit=data[side]["time_unit"],
+            )
+            for side in ("left", "right")
+        }
+        try:
+            spec = JoinSpec(**data["spec"])
+        except JoinSpecError as exc:
+            raise ConfigError(str(exc)) from exc
+        return cls(
+            left=sides["left"],
+            right=sides["right"],
+            spec=spec,
+            **{k: data[k] for k in _SCALARS},
+            **{k: data[k] for k in _METRICS_SCALARS if k in data},
+            **{k: data[k] for k in _RECOVERY_SCALARS if k in data},
+            **{k: data[k] for k in _STATE_SCALARS if k in data},
+        )
+
+
+_SCALARS = (
+    "out_dir",
+    "output_format",
+    "processes",
+    "workers_per_process",
+    "state_dir",
+    "shards",
+    "batch_size",
+    "heartbeat_ms",
+    "epoch_interval_ms",
+)
+
+
+_METRICS_SCALARS = ("metrics_port", "metrics_host", "metrics_linger_ms")
+_RECOVERY_SCALARS = ("recovery_dir", "backup_interval_ms", "read_delay_ms")
+#: Optional in :meth:`RunConfig.from_json`: configs written before the key existed
+#: (a recovery directory's) run with the default.
+_STATE_SCALARS = ("state_memory_bytes",)
+
+
+def _check_state_memory(value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        msg = f"--state-memory must be an integer number of bytes, got {value!r}"
+        raise ConfigError(msg)
+    if value < MIN_STATE_MEMORY_BYTES:
+        msg = (
+            f"--state-memory {format_size(value)} is below the minimum of "
+            f"{format_size(MIN_STATE_MEMORY_BYTES)} (RocksDB's block cache and memtables "
+            f"of all shards of a process; default {format_size(DEFAULT_STATE_MEMORY_BYTES)})"
+        )
+        raise ConfigError(msg)
+    if value > MAX_STATE_MEMORY_BYTES:
+        msg = (
+            f"--state-memory {format_size(value)} is above the maximum of "
+            f"{format_size(MAX_STATE_MEMORY_BYTES)} per process"
+        )
+        raise ConfigError(msg)
+
+
+def _check_metrics(cfg: RunConfig) -> None:
+    if cfg.metrics_port is not None:
+        _int_range("metrics-port", cfg.metrics_port, 0, 65535)
+        last = cfg.metrics_port + cfg.processes - 1
+        if cfg.metrics_port and last > 65535:
+            msg = (
+                f"--metrics-port {cfg.metrics_port}: process i serves on it + i, and "
+                f"{cfg.processes} processes need ports up to {last} (above 65535)"
+            )
+            raise ConfigError(msg)
+    if not isinstance(cfg.metrics_host, str) or not cfg.metrics_host:
+        msg = f"--metrics-host must be an address such as 127.0.0.1, got {cfg.metrics_host!r}"
+        raise ConfigError(msg)
+    _int_range("metrics-linger", cfg.metrics_linger_ms, 0, 3_600_000)
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        msg = f"--{name} must be one of {', '.join(allowed)}, got {value!r}"
+        raise ConfigError(msg)
+
+
+def _int_range(name: str, value: object, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        msg = f"--{name} must be an integer from {lo} to {hi}, got {value!r}"
+        raise ConfigError(msg)

@@ -1,0 +1,103 @@
+"""JSON Lines input: one JSON object per line, to events and dead letters.
+
+Blank lines (empty, or only whitespace) are not records and are skipped. A
+record's identity is ``Event.eid = joins.content_id(raw)`` where ``raw`` is the
+line's bytes without its terminator (``\\n`` or ``\\r\\n``); its position is
+the byte offset of the line's start (:mod:`dataflows.inputs.lines`).
+
+This is a measured hot path: names are cached in locals, and nothing may add a
+call per line. The common record (a single key field holding a non-empty ASCII
+string without NUL, an integer ``ms`` time in range) becomes an event in place,
+and an ASCII line is kept as the event's ``record_json``. Anything else goes
+through :func:`dataflows.inputs.fields.key_of` and
+:func:`~dataflows.inputs.fields.ts_of`, which accept it or give the exact reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from dataflows.inputs.fields import BadRecord, Invalid, SourceFormat, key_of, raw_text, ts_of
+from dataflows.inputs.lines import read_lines
+from joins import Event, Side, content_id
+from joins.spec import MAX_TS_MS, MIN_TS_MS
+
+
+def read_jsonl(
+    handle: Any, side: Side, fmt: SourceFormat, partition: str, start: int, size: int
+) -> Iterator[tuple[list[Event | Invalid], int]]:
+    """Batches of at most ``size`` events and dead letters of a JSON Lines file,
+    from byte offset ``start``, each with the offset to resume after it."""
+    loads = json.loads
+    key_field = fmt.key_fields[0] if len(fmt.key_fields) == 1 else None
+    time_field = fmt.time_field
+    fast_ms = fmt.time_unit == "ms"
+    lo, hi = MIN_TS_MS, MAX_TS_MS
+    batch: list[Event | Invalid] = []
+    pos = start
+    for lines, first, step in read_lines(handle, start):
+        # ``step`` is 0 only for a final line without newline (alone in its chunk)
+        pos = first
+        for line in lines:
+            off = pos
+            pos += len(line) + step
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if not line or line.isspace():
+                continue
+            text = None
+            try:
+                if line[:1] == b"{" and line[1:2] != b"\x00":
+                    # what json.loads detects for such bytes, minus the detection
+                    text = line.decode("utf-8", "surrogatepass")
+                    rec = loads(text)
+                else:
+                    rec = loads(line)
+            except json.JSONDecodeError as exc:
+                reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
+                batch.append(Invalid(side, reason, raw_text(line), partition, off))
+                rec = None
+            except UnicodeDecodeError as exc:
+                reason = f"invalid UTF-8: {exc.reason} at byte {exc.start}"
+                batch.append(Invalid(side, reason, raw_text(line), partition, off))
+                rec = None
+            except (ValueError, RecursionError) as exc:
+                reason = f"invalid JSON: {type(exc).__name__}: {exc}"
+                batch.append(Invalid(side, reason, raw_text(line), partition, off))
+                rec = None
+            if rec is None:
+                pass
+            elif type(rec) is not dict:
+                reason = f"record is not an object (got {type(rec).__name__})"
+                batch.append(Invalid(side, reason, raw_text(line), partition, off))
+            else:
+                key = rec.get(key_field) if key_field is not None else None
+                ts = rec.get(time_field)
+                if (
+                    type(key) is str
+                    and key
+                    and fast_ms
+                    and type(ts) is int
+                    and lo <= ts <= hi
+                    and key.isascii()
+                    and "\x00" not in key
+                ):
+                    # An ASCII line is the record's JSON text as it stands: state and
+                    # outputs carry it as is instead of encoding the record again.
+                    raw = text if text is not None and text.isascii() else None
+                    batch.append(Event(side, key, ts, content_id(line), rec, partition, off, raw))
+                else:
+                    try:
+                        event = Event(side, key_of(rec, fmt), ts_of(rec, fmt),
+                                      content_id(line), rec, partition, off)
+                    except BadRecord as bad:
+                        batch.append(Invalid(side, str(bad), raw_text(line), partition, off))
+                    else:
+                        batch.append(event)
+            if len(batch) >= size:
+                yield batch, pos
+                batch = []
+    if batch:
+        yield batch, pos

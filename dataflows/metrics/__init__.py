@@ -1,0 +1,59 @@
+"""The join's Prometheus metrics: the typed bundle, what it computes at scrape
+time, and how a run serves it.
+
+- :mod:`~dataflows.metrics.bundle`: :class:`JoinMetrics`, one bundle per
+  process against an injected registry (the names and the conservation law
+  they obey are in its docstring);
+- :mod:`~dataflows.metrics.collector`: sizes, watermarks and RocksDB properties
+  read at scrape time; :mod:`~dataflows.metrics.progress`: how far one
+  process's shards and inputs have got; :mod:`~dataflows.metrics.hotkeys`: the
+  hottest keys' share, without naming a key;
+  :mod:`~dataflows.metrics.histogram`: a histogram observed a batch at a time;
+  :mod:`~dataflows.metrics.reasons`: the bounded ``reason`` label of dead
+  letters;
+- :mod:`~dataflows.metrics.server`: serving ``/metrics`` over HTTP;
+  :mod:`~dataflows.metrics.wiring`: one bundle and one endpoint per process of
+  a run.
+
+Every metric, its query and its dashboard panel: ``grafana/README.md``.
+"""
+
+from __future__ import annotations
+
+from dataflows.metrics.bundle import JoinMetrics
+from dataflows.metrics.collector import ROCKSDB_PROPERTIES, StateCollector
+from dataflows.metrics.hotkeys import HOT_KEY_RANKS
+from dataflows.metrics.reasons import REASON_CLASSES, reason_class
+from dataflows.metrics.server import (
+    DEFAULT_METRICS_PORT,
+    MetricsServer,
+    check_bindable,
+    host_port,
+    process_port,
+    serve_metrics,
+)
+from dataflows.metrics.wiring import (
+    ProcessMetrics,
+    check_metrics_ports,
+    read_endpoints,
+    source_observer,
+)
+
+__all__ = [
+    "DEFAULT_METRICS_PORT",
+    "HOT_KEY_RANKS",
+    "REASON_CLASSES",
+    "ROCKSDB_PROPERTIES",
+    "JoinMetrics",
+    "MetricsServer",
+    "ProcessMetrics",
+    "StateCollector",
+    "check_bindable",
+    "check_metrics_ports",
+    "host_port",
+    "process_port",
+    "read_endpoints",
+    "reason_class",
+    "serve_metrics",
+    "source_observer",
+]

@@ -1,0 +1,152 @@
+"""The parent's side of a recovering execution (issue #4): :func:`begin` and its
+:class:`Session`.
+
+:func:`begin` (called by :func:`dataflows.run.run`) opens the store
+(:mod:`dataflows.recovering.store`: created on first use, refused if it was
+initialised for another configuration or read other input files). Then, with
+no worker running (quiescent lock), it drops the recovery rows a crashed
+execution wrote at or above the resume epoch
+(:func:`recovery.prune.prune_unloadable_rows`), records the input files as
+they are now (a later resume is held to these sizes) and deletes every
+checkpoint no retained row references. A fresh store empties ``OUT`` as a
+run without recovery does; a resume keeps ``OUT`` (the file sinks truncate
+themselves to their snapshotted positions); a store whose join already
+finished (every shard's resumable row is a discard) runs no workers and only
+re-summarises.
+While the workers run, :class:`~recovery.gc.PeriodicCleanup` deletes
+unreferenced checkpoints; after they exit (cleanly or not) one quiescent
+round runs (:meth:`Session.end`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dataflows.config import RunConfig
+from dataflows.errors import InputError, RunError
+from dataflows.recovering.store import (
+    check_store_inputs,
+    input_paths,
+    open_store,
+    view_has_executions,
+)
+from recovery.errors import RecoveryError
+from recovery.gc import PeriodicCleanup, collect_garbage
+from recovery.inputs import observe_inputs
+from recovery.inspect import resumable_snapshot
+from recovery.layout import RecoveryLayout, record_inputs
+from recovery.prune import prune_unloadable_rows
+
+#: The run configuration of the latest execution, kept in the recovery
+#: directory (``streamjoin replay`` starts from it).
+RUN_CONFIG_NAME = "run_config.json"
+#: Suffix of the join step's id (its rows are the shards').
+JOIN_STEP_SUFFIX = "interval_join.join"
+
+
+@dataclass
+class Session:
+    """One execution's view of the recovery store (``mode``: ``off``, ``fresh``,
+    ``resume`` or ``finished``)."""
+
+    cfg: RunConfig
+    mode: str
+    layout: RecoveryLayout | None = None
+    resume_epoch: int = 1
+    pruned_rows: int = 0
+    cleanup: PeriodicCleanup | None = None
+    #: Lines for the user besides the mode (e.g. inputs that were not checked).
+    notes: tuple[str, ...] = ()
+
+    @property
+    def needs_workers(self) -> bool:
+        return self.mode != "finished"
+
+    def end(self) -> None:
+        """Stop the periodic clean-up; one quiescent round (workers are gone)."""
+        if self.cleanup is not None:
+            self.cleanup.stop(quiescent=True)
+            self.cleanup = None
+
+    def describe(self) -> str:
+        return "\n".join(line for line in (self._describe_mode(), *self.notes) if line)
+
+    def _describe_mode(self) -> str:
+        if self.mode == "fresh":
+            return f"recovery: new store {self.cfg.recovery_dir}"
+        if self.mode == "resume":
+            return (
+                f"recovery: resuming {self.cfg.recovery_dir} at epoch {self.resume_epoch}"
+                f" ({self.pruned_rows} unloadable row(s) dropped)"
+            )
+        if self.mode == "finished":
+            return f"recovery: {self.cfg.recovery_dir} holds a finished run; summarising it"
+        return ""
+
+    def summary(self) -> dict[str, Any] | None:
+        """The ``recovery`` block of ``run.json``."""
+        if self.mode == "off":
+            return None
+        return {
+            "recovery_dir": self.cfg.recovery_dir,
+            "mode": self.mode,
+            "resume_epoch": self.resume_epoch,
+            "snapshot_interval_ms": self.cfg.epoch_interval_ms,
+            "backup_interval_ms": self.cfg.backup_interval_ms,
+        }
+
+
+def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Session:
+    """Before starting the workers of an execution (see the module docstring)."""
+    if not cfg.recovery_dir:
+        prepare_out_dir(cfg)
+        return Session(cfg, "off")
+    try:
+        inputs = observe_inputs(input_paths(cfg))
+    except RecoveryError as exc:
+        raise InputError(str(exc)) from exc
+    layout = open_store(cfg, inputs)
+    executed = view_has_executions(layout)
+    notes = check_store_inputs(cfg, layout, executed)
+    try:
+        with layout.quiescent_lock():
+            resume, pruned = prune_unloadable_rows(layout)
+            layout = record_inputs(layout, inputs)
+        collect_garbage(layout, quiescent=True)
+        finished = False
+        if executed:
+            snap = resumable_snapshot(layout)
+            finished = not snap.shards and any(
+                d.split("/", 1)[0].endswith(JOIN_STEP_SUFFIX) for d in snap.discarded
+            )
+    except RecoveryError as exc:
+        msg = f"--recovery-dir {cfg.recovery_dir}: {exc}"
+        raise RunError(msg) from exc
+    if not executed:
+        prepare_out_dir(cfg)
+        mode = "fresh"
+    else:
+        _write_out_config(cfg)
+        mode = "finished" if finished else "resume"
+    (layout.dir / RUN_CONFIG_NAME).write_text(json.dumps(cfg.to_json(), indent=2), "utf-8")
+    session = Session(cfg, mode, layout, resume, pruned, notes=tuple(notes))
+    if session.needs_workers:
+        interval = min(max(2 * cfg.epoch_interval_ms / 1000.0, 1.0), 30.0)
+        session.cleanup = PeriodicCleanup(layout, interval).start()
+    return session
+
+
+def _write_out_config(cfg: RunConfig) -> None:
+    """On resume: keep the outputs, refresh ``OUT/.run/config.json``."""
+    run_dir = os.path.join(cfg.out_dir, ".run")
+    os.makedirs(run_dir, exist_ok=True)
+    for kind in ("joined", "late", "invalid"):
+        os.makedirs(os.path.join(cfg.out_dir, kind), exist_ok=True)
+    path = os.path.join(run_dir, "config.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(cfg.to_json(), f, indent=2)
+    os.replace(path + ".tmp", path)

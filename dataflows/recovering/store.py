@@ -1,0 +1,117 @@
+"""The recovery store of a run's configuration (issue #4): what it is valid for,
+creating it, and checking it before an execution.
+
+On first use the parent (:func:`open_store`, called by
+:func:`dataflows.recovering.session.begin`) creates and initialises the
+recovery directory (``run_manifest.json`` plus ``python -m bytewax.recovery
+DIR N`` with ``N`` = the first run's worker count, at least 2). It refuses a
+directory initialised for another join configuration or shard count, and
+(:func:`check_store_inputs`) a resume whose input files are not the ones the
+store read (:func:`recovery.inputs.check_inputs`: missing, shorter, another
+head, another list; grown is fine), both as
+:class:`~dataflows.errors.ConfigError` (exit 2, one line).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from dataflows.config import RunConfig
+from dataflows.errors import ConfigError, RunError
+from recovery.errors import IncompatibleRecoveryError, InputsChangedError, RecoveryError
+from recovery.identity import JoinIdentity
+from recovery.inputs import InputFiles, check_inputs
+from recovery.layout import RecoveryLayout, init_recovery_dir
+from recovery.partitions import read_partitions
+
+
+def identity_of(cfg: RunConfig) -> JoinIdentity:
+    """What a recovery directory is valid for: the join spec and the shard count."""
+    return JoinIdentity(cfg.spec, cfg.shards)
+
+
+def input_paths(cfg: RunConfig) -> dict[str, tuple[str, ...]]:
+    """Each side's input files in partition order (what the store records)."""
+    return {cfg.left.side: cfg.left.paths, cfg.right.side: cfg.right.paths}
+
+
+def default_partitions(cfg: RunConfig) -> int:
+    """Recovery partitions for a new store: the first run's workers, at least 2."""
+    return max(2, cfg.workers)
+
+
+def open_store(cfg: RunConfig, inputs: InputFiles | None = None) -> RecoveryLayout:
+    """Create (first use, recording ``inputs``) or check the recovery directory of
+    ``cfg``; make sure Bytewax's partitions exist. An incompatible directory is a
+    ConfigError."""
+    try:
+        layout = init_recovery_dir(
+            cfg.recovery_dir, identity_of(cfg), default_partitions(cfg), inputs=inputs
+        )
+    except IncompatibleRecoveryError as exc:
+        raise ConfigError(str(exc).replace("\n", " ")) from exc
+    if layout.needs_partitions or not _partitions_complete(layout):
+        _init_partitions(layout)
+    return layout
+
+
+def check_store_inputs(cfg: RunConfig, layout: RecoveryLayout, executed: bool) -> list[str]:
+    """Refuse to resume ``layout`` from input files other than the ones it read
+    (ConfigError, one line); return notes for the user. A store that never
+    executed has read nothing: its files are simply recorded again."""
+    if not executed:
+        return []
+    recorded = layout.manifest.inputs
+    if recorded is None:
+        return [
+            f"recovery: {cfg.recovery_dir} has no record of its input files (created "
+            "before they were recorded): not checked this time, recorded for later resumes"
+        ]
+    try:
+        check_inputs(recorded, input_paths(cfg), cfg.recovery_dir)
+    except InputsChangedError as exc:
+        raise ConfigError(str(exc).replace("\n", " ")) from exc
+    return []
+
+
+def _partitions_complete(layout: RecoveryLayout) -> bool:
+    try:
+        view = read_partitions(layout.dir, with_snaps=False)
+        _ = view.part_count
+    except RecoveryError:
+        # Incomplete: a kill during the first initialisation (nothing ran yet).
+        if view_has_executions(layout):
+            raise
+        return False
+    return True
+
+
+def view_has_executions(layout: RecoveryLayout) -> bool:
+    try:
+        return bool(read_partitions(layout.dir, with_snaps=False).executions)
+    except RecoveryError:
+        return False
+
+
+def _init_partitions(layout: RecoveryLayout) -> None:
+    """``python -m bytewax.recovery`` into a scratch directory, then move the
+    files in (so a kill never leaves a half-initialised set that looks used)."""
+    for path in layout.partition_files():
+        path.unlink()
+    scratch = Path(tempfile.mkdtemp(prefix=".init-", dir=layout.dir))
+    try:
+        cmd = [sys.executable, "-m", "bytewax.recovery", str(scratch),
+               str(layout.manifest.partitions)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            msg = f"cannot initialise recovery partitions in {layout.dir}: {done.stderr.strip()}"
+            raise RunError(msg)
+        for path in sorted(scratch.iterdir()):
+            os.replace(path, layout.dir / path.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

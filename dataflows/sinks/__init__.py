@@ -1,0 +1,33 @@
+"""Bytewax sinks of a run: the output files of each shard, and the final
+counters every shard and source partition reports.
+
+- :mod:`~dataflows.sinks.files`: :class:`RowFileSink`, one file per shard and
+  output (joined, late, invalid), truncated to its snapshot on resume;
+- :mod:`~dataflows.sinks.stats`: :class:`StatsSink` and
+  :class:`ExecutionStatsSink` (recovering runs) write the final counters to
+  ``OUT/.stats/``; :func:`run_stats` reads them back for ``run.json``.
+
+The records they write are built in :mod:`dataflows.outputs`.
+"""
+
+from __future__ import annotations
+
+from dataflows.sinks.files import RowFileSink
+from dataflows.sinks.stats import (
+    STATS_PREFIX,
+    ExecutionStatsSink,
+    StatsSink,
+    read_stats,
+    run_stats,
+    stats_dir,
+)
+
+__all__ = [
+    "STATS_PREFIX",
+    "ExecutionStatsSink",
+    "RowFileSink",
+    "StatsSink",
+    "read_stats",
+    "run_stats",
+    "stats_dir",
+]
