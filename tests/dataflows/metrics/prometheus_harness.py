@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DASHBOARDS = REPO / "grafana" / "dashboards"
 
 T = TypeVar("T")
