@@ -17,8 +17,11 @@ from dataflows.config import (
     INPUT_FORMATS,
     MIN_STATE_MEMORY_BYTES,
     OUTPUT_FORMATS,
-    build_config,
+    config_of,
+    effective_settings,
+    format_settings,
     format_size,
+    resolve,
 )
 from dataflows.errors import ConfigError
 from dataflows.inputs import TIME_UNITS
@@ -65,21 +68,45 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit status 2)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        hint = f"see {self.prog} --help"
+        if message.startswith("unrecognized arguments") and any(
+            os.path.exists(word) for word in message.split(":", 1)[-1].split()
+        ):
+            # ``--left data/*.jsonl`` unquoted: the shell passed every file.
+            hint = "files after a flag? quote a glob so that the shell does not expand it: " \
+                "--left 'data/*.jsonl'"
+        self.exit(2, f"{self.prog}: error: {message} ({hint})\n")
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    src = p.add_argument_group("inputs")
+    src = p.add_argument_group(
+        "inputs",
+        "Each of --format, --key-field, --time-field and --time-unit sets both sides; "
+        "--left-format, --right-key-field and so on set one side (and win over the shared "
+        "flag).",
+    )
     src.add_argument("--left", metavar="PATH", help="left input (impressions): file, dir or glob")
     src.add_argument("--right", metavar="PATH", help="right input (plays): file, dir or glob")
-    src.add_argument("--format", choices=INPUT_FORMATS, help="input format (default jsonl)")
     src.add_argument(
-        "--key-field", metavar="NAME[,NAME]", help="field(s) holding the join key (default key)"
+        "--format",
+        choices=INPUT_FORMATS,
+        help="input format (default: by extension, .csv .jsonl .ndjson .json .avro; else jsonl)",
+    )
+    src.add_argument(
+        "--key-field",
+        metavar="NAME[,NAME]",
+        help='field(s) holding the join key (default key); several make the key the JSON '
+        'array of their values, e.g. ["u1","t9"]',
     )
     src.add_argument("--time-field", metavar="NAME", help="field holding event time (default ts)")
     src.add_argument(
         "--time-unit", choices=TIME_UNITS, help="unit of the time field (default ms)"
     )
+    for side in ("left", "right"):
+        src.add_argument(f"--{side}-format", choices=INPUT_FORMATS, help=argparse.SUPPRESS)
+        src.add_argument(f"--{side}-key-field", metavar="NAME[,NAME]", help=argparse.SUPPRESS)
+        src.add_argument(f"--{side}-time-field", metavar="NAME", help=argparse.SUPPRESS)
+        src.add_argument(f"--{side}-time-unit", choices=TIME_UNITS, help=argparse.SUPPRESS)
     join = p.add_argument_group("join")
     join.add_argument("--how", choices=HOWS, help="join type (default left)")
     join.add_argument("--lower", metavar="DURATION", help="interval lower bound (default 0)")
@@ -116,7 +143,18 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     )
     out.add_argument("--shards", type=int, metavar="S", help="virtual shards (default 32)")
     out.add_argument("--batch-size", type=int, metavar="N", help="records per read (default 10000)")
-    out.add_argument("--config", metavar="FILE", help="TOML or JSON file with the same keys")
+    out.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML (or JSON) file of settings with the flags' names (upper = \"30m\"; "
+        "paths relative to the file); also STREAMJOIN_CONFIG",
+    )
+    out.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved settings and where each came from (flag, env, file, "
+        "default), as TOML, and exit",
+    )
     add_metrics_flags(p)
     from dataflows.cli.snapshots import add_recovery_flags
 
@@ -208,9 +246,15 @@ def _run(args: argparse.Namespace) -> int:
     from dataflows.run import run
 
     values: dict[str, Any] = {
-        k: v for k, v in vars(args).items() if k not in ("command", "config")
+        k: v for k, v in vars(args).items() if k not in ("command", "config", "print_config")
     }
-    cfg = build_config(values, args.config)
+    resolved, warnings = resolve(values, args.config)
+    for warning in warnings:
+        print(f"{PROG} run: warning: {warning}", file=sys.stderr)
+    cfg = config_of(resolved)
+    if args.print_config:
+        print(format_settings(effective_settings(resolved, cfg)))
+        return 0
     run(cfg)
     shown = os.path.relpath(cfg.out_dir)
     print(f"check it with: {PROG} validate {cfg.out_dir if shown.startswith('..') else shown}")

@@ -10,7 +10,7 @@ import time
 from dataclasses import fields
 from typing import Any
 
-from dataflows.config import build_config, parse_duration
+from dataflows.config import build_config, format_duration, parse_duration
 from dataflows.errors import ConfigError
 from dataflows.generator import GeneratedDataset, GeneratorConfig, generate
 
@@ -49,7 +49,8 @@ def add_generator_flags(parser: argparse.ArgumentParser) -> None:
             type=kind,
             default=None,
             metavar="DURATION" if kind is str else ("N" if kind is int else "X"),
-            help=f"{_HELP.get(f.name, f.name)} (default {f.default})",
+            help=f"{_HELP.get(f.name, f.name)} (default "
+            f"{format_duration(int(f.default)) if kind is str else f.default})",  # type: ignore[arg-type]
         )
 
 

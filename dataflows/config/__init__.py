@@ -3,8 +3,10 @@ values come from.
 
 - :mod:`~dataflows.config.run_config`: :class:`RunConfig` and
   :class:`InputConfig`, checked on construction;
-- :mod:`~dataflows.config.settings`: :func:`build_config`, flags over a config
-  file over the defaults (every key a file may set is listed there);
+- :mod:`~dataflows.config.settings`: :func:`build_config`, flags over
+  ``STREAMJOIN_*`` environment variables over a config file over the defaults,
+  and :func:`resolve`, which says where each setting came from (every setting
+  is listed there);
 - :mod:`~dataflows.config.durations` and :mod:`~dataflows.config.sizes`: the
   human forms of durations (``30m``) and sizes (``256MiB``).
 """
@@ -24,7 +26,20 @@ from dataflows.config.run_config import (
     InputConfig,
     RunConfig,
 )
-from dataflows.config.settings import DEFAULTS, KEYS, build_config, expand_paths, read_config_file
+from dataflows.config.settings import (
+    DEFAULTS,
+    KEYS,
+    Setting,
+    build_config,
+    config_of,
+    effective_settings,
+    env_of,
+    expand_paths,
+    flag_of,
+    format_settings,
+    read_config_file,
+    resolve,
+)
 from dataflows.config.sizes import GIB, KIB, MIB, TIB, format_size, parse_size
 
 __all__ = [
@@ -44,11 +59,18 @@ __all__ = [
     "TIB",
     "InputConfig",
     "RunConfig",
+    "Setting",
     "build_config",
+    "config_of",
+    "effective_settings",
+    "env_of",
     "expand_paths",
+    "flag_of",
     "format_duration",
+    "format_settings",
     "format_size",
     "parse_duration",
     "parse_size",
     "read_config_file",
+    "resolve",
 ]

@@ -1,10 +1,13 @@
 """Human-readable durations (``250ms``, ``5s``, ``1h30m``) to integer milliseconds.
 
-Grammar: an optional sign, then either a plain integer (milliseconds) or one or
-more ``<integer><unit>`` terms with units ``ms``, ``s``, ``m``, ``h``, ``d``
-(each unit at most once, largest first), e.g. ``-5s``, ``1h30m``, ``1d2h``.
-``0`` is zero. Nothing else is accepted: no fractions, no spaces inside, no
-``us``; the error says what was given and what is allowed.
+Grammar: an optional sign, then one or more ``<integer><unit>`` terms with
+units ``ms``, ``s``, ``m``, ``h``, ``d`` (each unit at most once, largest
+first), e.g. ``-5s``, ``1h30m``, ``1d2h``; or ``0``. A bare number other than
+``0`` is refused: ``--upper 30`` means 30 minutes to one reader and 30 ms to
+another, so the error asks for the unit. Nothing else is accepted: no
+fractions, no spaces inside, no ``us``; the error says what was given and what
+is allowed. (A Python ``int`` is taken as milliseconds: that is code, not a
+flag.)
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ UNIT_MS: dict[str, int] = {
 }
 
 _TERM = re.compile(r"(\d+)(ms|s|m|h|d)")
-_ALLOWED = "an integer number of milliseconds or terms like 250ms, 5s, 30m, 2h, 1d, 1h30m"
+_ALLOWED = "0 or terms like 250ms, 5s, 30m, 2h, 1d, 1h30m"
 
 
 def parse_duration(text: str | int) -> int:
@@ -39,7 +42,13 @@ def parse_duration(text: str | int) -> int:
         sign = -1 if s[0] == "-" else 1
         s = s[1:]
     if s.isdigit() and s.isascii():
-        return sign * int(s)
+        if int(s) == 0:
+            return 0
+        msg = (
+            f"invalid duration {raw!r}: a bare number has no unit; write {s}s, {s}m "
+            f"or {s}ms (or 0)"
+        )
+        raise ConfigError(msg)
     if not s:
         msg = f"invalid duration {raw!r}: expected {_ALLOWED}"
         raise ConfigError(msg)

@@ -109,7 +109,7 @@ class RunConfig:
         _int_range("shards", self.shards, 1, MAX_SHARDS)
         _int_range("batch-size", self.batch_size, 1, 1_000_000)
         _int_range("heartbeat", self.heartbeat_ms, 1, 3_600_000)
-        _int_range("epoch-interval", self.epoch_interval_ms, 1, 86_400_000)
+        _int_range("snapshot-interval", self.epoch_interval_ms, 1, 86_400_000)
         _check_metrics(self)
         _int_range("backup-interval", self.backup_interval_ms, 0, 86_400_000)
         _int_range("read-delay", self.read_delay_ms, 0, 60_000)

@@ -1,53 +1,71 @@
 """Where a run's settings come from, merged into one :class:`~dataflows.config.RunConfig`.
 
-This is the one module that reads run parameters: from command-line flags (see
-:mod:`dataflows.cli`) or from a config file with the same keys (TOML or JSON,
-chosen by the file's suffix). Flags given explicitly win over the file's values.
+This is the one module that reads run parameters. Each setting can come from
+four sources; the first that sets it wins:
 
-Keys (flag ``--max-out-of-orderness`` is key ``max_out_of_orderness``; dashes
-and underscores are interchangeable in a file):
+1. a command-line flag (``--max-out-of-orderness 10s``);
+2. an environment variable ``STREAMJOIN_<NAME>`` (``STREAMJOIN_MAX_OUT_OF_ORDERNESS=10s``;
+   an empty variable counts as unset);
+3. a config file (``--config FILE`` or ``STREAMJOIN_CONFIG``; TOML, or JSON
+   by its suffix) with the same names (``max_out_of_orderness = "10s"``;
+   dashes and underscores are interchangeable); paths in it (``left``,
+   ``right``, ``out``, ``state_dir``, ``recovery_dir``) are relative to the
+   file's folder;
+4. the default.
 
-``left``, ``right`` (a file, a directory or a glob; a list in a file),
-``format`` (csv | jsonl | avro), ``key_field`` (comma-separated or a list),
-``time_field``, ``time_unit`` (ms | s | us | iso), ``how``, ``lower``,
-``upper``, ``max_out_of_orderness``, ``allowed_lateness``, ``idle_timeout``
-(durations such as ``30m``, ``5s``, ``250ms`` or integer milliseconds),
-``out``, ``output_format`` (jsonl | avro), ``processes``,
-``workers_per_process``, ``state_dir``, ``state_memory`` (a size such as
-``256MiB``, ``1GiB``, ``512M`` or integer bytes: the RocksDB memory budget of
-each process, default 256MiB), ``shards``, ``batch_size``,
-``heartbeat`` (a duration), ``epoch_interval`` (a duration), ``metrics_port``
-(base port: process i serves ``/metrics`` on it + i; ``0``: ephemeral ports;
-unset: 9464 + i when free), ``metrics_host`` (default 127.0.0.1),
-``metrics_linger`` (a duration, default 30s: the most a scraped process waits
-at the end for the scrape of its final counts; 0: never), ``recovery_dir``,
-``backup_interval`` (a duration) and ``read_delay`` (a duration; testing only)
-(issue #4, :mod:`dataflows.recovering`; ``--snapshot-interval`` sets
-``epoch_interval``).
+:func:`resolve` says where each value came from (``streamjoin run
+--print-config`` shows it, :func:`format_settings`).
+
+Names: ``left``, ``right`` (a file, a directory or a glob; a list in a file),
+``format`` (csv | jsonl | avro; by default taken from the files' extension:
+``.csv``, ``.jsonl``/``.ndjson``/``.json``, ``.avro``), ``key_field``
+(comma-separated or a list), ``time_field``, ``time_unit`` (ms | s | us |
+iso); each of these four also per side, ``left_format``, ``right_key_field``
+and so on, which wins over the shared one given by the same or a lower source;
+``how``, ``lower``, ``upper``, ``max_out_of_orderness``, ``allowed_lateness``,
+``idle_timeout`` (durations such as ``30m``, ``5s``, ``250ms``; a bare number
+other than ``0`` is refused as ambiguous), ``out``, ``output_format`` (jsonl |
+avro), ``processes``, ``workers_per_process``, ``state_dir``, ``state_memory``
+(a size such as ``256MiB``, ``1GiB``, ``512M`` or integer bytes: the RocksDB
+memory budget of each process, default 256MiB), ``shards``, ``batch_size``,
+``heartbeat`` (a duration), ``snapshot_interval`` (a duration; the file key
+``epoch_interval`` is accepted for it), ``metrics_port`` (base port: process i
+serves ``/metrics`` on it + i; ``0``: ephemeral ports; unset: 9464 + i when
+free), ``metrics_host`` (default 127.0.0.1), ``metrics_linger`` (a duration,
+default 30s: the most a scraped process waits at the end for the scrape of its
+final counts; 0: never), ``recovery_dir``, ``backup_interval`` (a duration)
+and ``read_delay`` (a duration; testing only).
 """
 
 from __future__ import annotations
 
+import difflib
 import glob
 import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataflows.config.durations import parse_duration
+from dataflows.config.durations import format_duration, parse_duration
 from dataflows.config.run_config import (
     DEFAULT_SHARDS,
     DEFAULT_STATE_MEMORY_BYTES,
     InputConfig,
     RunConfig,
 )
-from dataflows.config.sizes import parse_size
+from dataflows.config.sizes import format_size, parse_size
 from dataflows.errors import ConfigError
-from joins import HOWS, JoinSpec, JoinSpecError
+from dataflows.inputs import Format
+from joins import HOWS, SIDES, JoinSpec, JoinSpecError, Side
 
-#: Every key a config file (or the flags) may set.
+#: Settings every input side has, each also settable per side (``left_<name>``).
+SIDE_SETTINGS = ("format", "key_field", "time_field", "time_unit")
+#: Paths, which a config file gives relative to its own folder.
+_PATHS = ("left", "right", "out", "state_dir", "recovery_dir")
+#: Every setting a flag, an environment variable or a config file may set.
 KEYS = (
     "left",
     "right",
@@ -55,6 +73,7 @@ KEYS = (
     "key_field",
     "time_field",
     "time_unit",
+    *(f"{side}_{name}" for side in SIDES for name in SIDE_SETTINGS),
     "how",
     "lower",
     "upper",
@@ -70,7 +89,7 @@ KEYS = (
     "shards",
     "batch_size",
     "heartbeat",
-    "epoch_interval",
+    "snapshot_interval",
     "metrics_port",
     "metrics_host",
     "metrics_linger",
@@ -78,6 +97,8 @@ KEYS = (
     "backup_interval",
     "read_delay",
 )
+#: Old names still read from config files (and flag destinations).
+ALIASES = {"epoch_interval": "snapshot_interval"}
 _DURATIONS = (
     "lower",
     "upper",
@@ -85,7 +106,7 @@ _DURATIONS = (
     "allowed_lateness",
     "idle_timeout",
     "heartbeat",
-    "epoch_interval",
+    "snapshot_interval",
     "metrics_linger",
     "backup_interval",
     "read_delay",
@@ -109,7 +130,7 @@ DEFAULTS: dict[str, Any] = {
     "shards": DEFAULT_SHARDS,
     "batch_size": 10_000,
     "heartbeat": "1s",
-    "epoch_interval": "10s",
+    "snapshot_interval": "10s",
     "metrics_port": None,
     "metrics_host": "127.0.0.1",
     "metrics_linger": "30s",
@@ -117,6 +138,42 @@ DEFAULTS: dict[str, Any] = {
     "backup_interval": "0",
     "read_delay": "0",
 }
+#: Input formats by file extension (when no format is set).
+EXTENSION_FORMATS: dict[str, Format] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".avro": "avro",
+}
+ENV_PREFIX = "STREAMJOIN_"
+#: ``STREAMJOIN_*`` variables that are not settings of a run.
+_ENV_OTHER = ("STREAMJOIN_CONFIG", "STREAMJOIN_LOG_LEVEL")
+#: What the sources are called in :class:`Setting`'s ``origin``; a higher rank wins.
+_RANK = {"default": 0, "extension": 0, "file": 1, "env": 2, "flag": 3}
+
+
+def flag_of(name: str) -> str:
+    """The flag that sets a setting, as the user types it (``--snapshot-interval``)."""
+    return "--" + ALIASES.get(name, name).replace("_", "-")
+
+
+def env_of(name: str) -> str:
+    """The environment variable that sets a setting."""
+    return ENV_PREFIX + ALIASES.get(name, name).upper()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A resolved setting: its value as given, and where it came from
+    (``flag --upper``, ``env STREAMJOIN_UPPER``, ``file join.toml``, ``default``)."""
+
+    value: Any
+    origin: str
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self.origin.split(" ", 1)[0]]
 
 
 def expand_paths(flag: str, patterns: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -146,7 +203,8 @@ def expand_paths(flag: str, patterns: str | list[str] | tuple[str, ...]) -> tupl
 
 
 def read_config_file(path: str) -> dict[str, Any]:
-    """The keys of a TOML (``.toml``) or JSON (``.json``) config file, normalised."""
+    """The settings of a TOML (``.toml``) or JSON (``.json``) config file, with
+    canonical names and paths made absolute against the file's folder."""
     suffix = Path(path).suffix.lower()
     try:
         raw = Path(path).read_bytes()
@@ -165,22 +223,132 @@ def read_config_file(path: str) -> dict[str, Any]:
         msg = f"--config {path!r}: not valid {suffix[1:].upper()}: {exc}"
         raise ConfigError(msg) from exc
     if not isinstance(data, dict):
-        msg = f"--config {path!r}: expected a table of keys, got {type(data).__name__}"
+        msg = f"--config {path!r}: expected a table of settings, got {type(data).__name__}"
         raise ConfigError(msg)
+    base = Path(path).resolve().parent
     out = {}
     for key, value in data.items():
         norm = key.replace("-", "_")
+        norm = ALIASES.get(norm, norm)
         if norm not in KEYS:
-            msg = f"--config {path!r}: unknown key {key!r}; known keys: {', '.join(KEYS)}"
+            msg = f"--config {path!r}: unknown setting {key!r}; {_did_you_mean(norm)}"
             raise ConfigError(msg)
-        out[norm] = value
+        out[norm] = _relative_to(base, value) if norm in _PATHS else value
     return out
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, KEYS, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(KEYS)}"
+
+
+def _relative_to(base: Path, value: Any) -> Any:
+    if isinstance(value, str) and value:
+        return str(base / Path(value).expanduser())
+    if isinstance(value, list):
+        return [_relative_to(base, v) for v in value]
+    return value
+
+
+def read_environ(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The settings in ``STREAMJOIN_*`` variables, and a warning for each such
+    variable that names no setting (a typo would otherwise pass unseen)."""
+    names = {env_of(k): k for k in KEYS}
+    found: dict[str, str] = {}
+    warnings: list[str] = []
+    for var, value in sorted(environ.items()):
+        if not var.startswith(ENV_PREFIX) or var in _ENV_OTHER or var.startswith(
+            ENV_PREFIX + "TEST_"
+        ):
+            continue
+        key = names.get(var)
+        if key is None:
+            guess = difflib.get_close_matches(var, list(names), n=1)
+            hint = f"did you mean {guess[0]}?" if guess else "see streamjoin run --help"
+            warnings.append(f"ignoring {var}: no such setting; {hint}")
+        elif value != "":
+            found[key] = value
+    return found, warnings
+
+
+def resolve(
+    values: Mapping[str, Any],
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Setting], list[str]]:
+    """Every setting with its value and origin: flags (``values``; ``None`` = not
+    given) over the environment over ``config_file`` (or ``STREAMJOIN_CONFIG``)
+    over the defaults. Returns warnings (unknown variables) too."""
+    env = os.environ if environ is None else environ
+    resolved: dict[str, Setting] = {k: Setting(v, "default") for k, v in DEFAULTS.items()}
+    config_file = config_file or env.get("STREAMJOIN_CONFIG") or None
+    if config_file:
+        name = os.path.relpath(config_file) if not config_file.startswith("..") else config_file
+        for key, value in read_config_file(config_file).items():
+            resolved[key] = Setting(value, f"file {name}")
+    env_values, warnings = read_environ(env)
+    for key, value in env_values.items():
+        resolved[key] = Setting(value, f"env {env_of(key)}")
+    for key, value in values.items():
+        key = ALIASES.get(key, key)
+        if value is not None and key in KEYS:
+            resolved[key] = Setting(value, f"flag {flag_of(key)}")
+    return resolved, warnings
+
+
+def _side_setting(resolved: Mapping[str, Setting], side: Side, name: str) -> Setting:
+    """A side's ``name``: its own setting unless the shared one comes from a higher
+    source (``--key-field`` on the command line beats ``left_key_field`` in a file)."""
+    own = resolved.get(f"{side}_{name}")
+    shared = resolved.get(name) or Setting(DEFAULTS[name], "default")
+    return own if own is not None and own.rank >= shared.rank else shared
+
+
+def _format_of(side: Side, setting: Setting, paths: tuple[str, ...]) -> Setting:
+    """A side's input format: as set, else by the files' extension, else jsonl."""
+    if setting.origin != "default":
+        return setting
+    known = {EXTENSION_FORMATS[e] for e in (Path(p).suffix.lower() for p in paths)
+             if e in EXTENSION_FORMATS}
+    if len(known) > 1:
+        msg = (f"--{side} mixes input formats by extension ({', '.join(sorted(known))}); "
+               f"set --{side}-format")
+        raise ConfigError(msg)
+    if known:
+        return Setting(known.pop(), f"extension {Path(paths[0]).suffix.lower()}")
+    return setting
+
+
+def _key_fields(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(k.strip() for k in value.split(","))
+    if isinstance(value, list | tuple):
+        return tuple(str(k) for k in value)
+    msg = f"--key-field must be a name or a comma-separated list of names, got {value!r}"
+    raise ConfigError(msg)
+
+
+#: Join-spec field names as the user sets them, for the spec's messages.
+_SPEC_FLAGS = {
+    "max_out_of_orderness_ms": "--max-out-of-orderness",
+    "allowed_lateness_ms": "--allowed-lateness",
+    "idle_timeout_ms": "--idle-timeout",
+    "lower_ms": "--lower",
+    "upper_ms": "--upper",
+    "how": "--how",
+}
+
+
+def _spec_message(text: str) -> str:
+    for name, flag in _SPEC_FLAGS.items():
+        text = text.replace(name, flag)
+    return text
 
 
 def _parsed(name: str, value: object, parse: Callable[[str], int], example: str) -> int:
     """An int as is, or a string through ``parse`` (a duration, a size), with
     the flag's name in any error."""
-    flag = f"--{name.replace('_', '-')}"
+    flag = flag_of(name)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -194,6 +362,9 @@ def _parsed(name: str, value: object, parse: Callable[[str], int], example: str)
 
 
 def _duration_ms(name: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value != 0:
+        # A config file's bare number: as ambiguous as one on the command line.
+        value = str(value)
     return _parsed(name, value, parse_duration, "a duration such as 30s or 5m")
 
 
@@ -207,26 +378,52 @@ def _int(name: str, value: object) -> int:
     try:
         return int(value)  # type: ignore[call-overload, no-any-return]
     except (TypeError, ValueError):
-        msg = f"--{name.replace('_', '-')} must be an integer, got {value!r}"
+        msg = f"{flag_of(name)} must be an integer, got {value!r}"
         raise ConfigError(msg) from None
 
 
-def build_config(values: Mapping[str, Any], config_file: str | None = None) -> RunConfig:
-    """A :class:`RunConfig` from flag values (``None`` = not given) over a file's keys."""
-    merged: dict[str, Any] = dict(DEFAULTS)
-    if config_file:
-        merged.update(read_config_file(config_file))
-    merged.update({k: v for k, v in values.items() if v is not None and k in KEYS})
-    for side in ("left", "right"):
+def _input_config(resolved: Mapping[str, Setting], side: Side) -> InputConfig:
+    paths = expand_paths(side, resolved[side].value)
+    own = {name: _side_setting(resolved, side, name) for name in SIDE_SETTINGS}
+    fmt = _format_of(side, own["format"], paths)
+    return InputConfig(
+        side=side,
+        paths=paths,
+        format=fmt.value,
+        key_fields=_key_fields(own["key_field"].value),
+        time_field=str(own["time_field"].value),
+        time_unit=own["time_unit"].value,
+    )
+
+
+def build_config(
+    values: Mapping[str, Any],
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RunConfig:
+    """A :class:`RunConfig` from flag values (``None`` = not given) over the
+    environment (``os.environ`` unless given) over a config file over the defaults."""
+    resolved, _ = resolve(values, config_file, environ)
+    return config_of(resolved)
+
+
+def config_of(resolved: Mapping[str, Setting]) -> RunConfig:
+    """The :class:`RunConfig` of resolved settings (see :func:`resolve`)."""
+    merged = {k: s.value for k, s in resolved.items()}
+    for side in SIDES:
         if not merged.get(side):
             msg = f"--{side} is required: a file, a directory or a glob of {side} input"
             raise ConfigError(msg)
     if not merged.get("out"):
         msg = "--out is required: the directory to write joined/, late/, invalid/ to"
         raise ConfigError(msg)
-    keys = merged["key_field"]
-    key_fields = tuple(k.strip() for k in keys.split(",")) if isinstance(keys, str) else tuple(keys)
     durations = {name: _duration_ms(name, merged[name]) for name in _DURATIONS}
+    if durations["lower"] > durations["upper"]:
+        msg = (
+            f"--lower {format_duration(durations['lower'])} must not exceed --upper "
+            f"{format_duration(durations['upper'])}: the interval would be empty"
+        )
+        raise ConfigError(msg)
     how = merged["how"]
     if how not in HOWS:
         msg = f"--how must be one of {', '.join(HOWS)}, got {how!r}"
@@ -241,23 +438,13 @@ def build_config(values: Mapping[str, Any], config_file: str | None = None) -> R
             idle_timeout_ms=durations["idle_timeout"],
         )
     except JoinSpecError as exc:
-        raise ConfigError(str(exc)) from exc
-    sides = {
-        side: InputConfig(
-            side=side,
-            paths=expand_paths(side, merged[side]),
-            format=merged["format"],
-            key_fields=key_fields,
-            time_field=str(merged["time_field"]),
-            time_unit=merged["time_unit"],
-        )
-        for side in ("left", "right")
-    }
+        raise ConfigError(_spec_message(str(exc))) from exc
+    left, right = (_input_config(resolved, side) for side in SIDES)
     out_dir = os.path.abspath(str(merged["out"]))
     state_dir = merged["state_dir"]
     return RunConfig(
-        left=sides["left"],
-        right=sides["right"],
+        left=left,
+        right=right,
         spec=spec,
         out_dir=out_dir,
         output_format=str(merged["output_format"]),
@@ -268,7 +455,7 @@ def build_config(values: Mapping[str, Any], config_file: str | None = None) -> R
         shards=_int("shards", merged["shards"]),
         batch_size=_int("batch_size", merged["batch_size"]),
         heartbeat_ms=durations["heartbeat"],
-        epoch_interval_ms=durations["epoch_interval"],
+        epoch_interval_ms=durations["snapshot_interval"],
         metrics_port=(
             None if merged["metrics_port"] is None else _int("metrics_port", merged["metrics_port"])
         ),
@@ -278,3 +465,83 @@ def build_config(values: Mapping[str, Any], config_file: str | None = None) -> R
         backup_interval_ms=durations["backup_interval"],
         read_delay_ms=durations["read_delay"],
     )
+
+
+def effective_settings(
+    resolved: Mapping[str, Setting], cfg: RunConfig
+) -> list[tuple[str, Any, str]]:
+    """``(name, value, origin)`` of every setting as the run will use it (paths
+    absolute and expanded, durations and sizes in their shortest form), each
+    side's input settings resolved, the format by extension."""
+    spec = cfg.spec
+    used: dict[str, Any] = {
+        "how": spec.how,
+        "lower": format_duration(spec.lower_ms),
+        "upper": format_duration(spec.upper_ms),
+        "max_out_of_orderness": format_duration(spec.max_out_of_orderness_ms),
+        "allowed_lateness": format_duration(spec.allowed_lateness_ms),
+        "idle_timeout": format_duration(spec.idle_timeout_ms),
+        "out": cfg.out_dir,
+        "output_format": cfg.output_format,
+        "processes": cfg.processes,
+        "workers_per_process": cfg.workers_per_process,
+        "state_dir": cfg.state_dir,
+        "state_memory": format_size(cfg.state_memory_bytes),
+        "shards": cfg.shards,
+        "batch_size": cfg.batch_size,
+        "heartbeat": format_duration(cfg.heartbeat_ms),
+        "snapshot_interval": format_duration(cfg.epoch_interval_ms),
+        "metrics_port": cfg.metrics_port,
+        "metrics_host": cfg.metrics_host,
+        "metrics_linger": format_duration(cfg.metrics_linger_ms),
+        "recovery_dir": cfg.recovery_dir or None,
+        "backup_interval": format_duration(cfg.backup_interval_ms),
+        "read_delay": format_duration(cfg.read_delay_ms),
+    }
+    rows: list[tuple[str, Any, str]] = []
+    for key in KEYS:
+        if key in SIDE_SETTINGS or any(key == f"{s}_{n}" for s in SIDES for n in SIDE_SETTINGS):
+            continue
+        origin = resolved[key].origin if key in resolved else "default"
+        if key == "state_dir" and origin == "default":
+            origin = "default (OUT/state)"
+        if key not in SIDES:
+            rows.append((key, used[key], origin))
+            continue
+        side_cfg = cfg.left if key == "left" else cfg.right
+        rows.append((key, list(side_cfg.paths), origin))
+        shown = {
+            "format": side_cfg.format,
+            "key_field": ",".join(side_cfg.key_fields),
+            "time_field": side_cfg.time_field,
+            "time_unit": side_cfg.time_unit,
+        }
+        for name in SIDE_SETTINGS:
+            own = _side_setting(resolved, key, name)
+            if name == "format":
+                own = _format_of(key, own, side_cfg.paths)
+            rows.append((f"{key}_{name}", shown[name], own.origin))
+    return rows
+
+
+def format_settings(rows: list[tuple[str, Any, str]]) -> str:
+    """``--print-config``: the settings as TOML (a config file can be made of it),
+    each with where it came from."""
+    lines = ["# streamjoin run: resolved settings (flag > env STREAMJOIN_* > file > default)"]
+    for name, value, origin in rows:
+        if value is None:
+            lines.append(f"# {name} is not set{'' if origin == 'default' else ' (' + origin + ')'}")
+            continue
+        text = f"{name} = {_toml(value)}"
+        lines.append(f"{text:<56} # {origin}")
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)

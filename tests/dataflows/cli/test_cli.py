@@ -59,10 +59,13 @@ def test_help_has_examples() -> None:
     [
         (["--how", "outer"], "argument --how: invalid choice: 'outer'"),
         (["--upper", "30 minutes"], "invalid duration '30 minutes'"),
-        (["--lower=1h", "--upper", "1m"], "lower_ms (3600000 ms) must not exceed upper_ms"),
+        (["--lower=1h", "--upper", "1m"], "--lower 1h must not exceed --upper 1m"),
+        (["--upper", "30"], "--upper: invalid duration '30': a bare number has no unit; write 30s"),
+        (["--snapshot-interval", "0"], "--snapshot-interval must be an integer from 1 to"),
+        (["--allowed-lateness=-1s"], "--allowed-lateness must be >= 0 ms, got -1000 ms"),
         (["--processes", "0"], "--processes must be an integer from 1 to 64, got 0"),
         (["--shards", "-3"], "--shards must be an integer from 1 to 4096, got -3"),
-        (["--idle-timeout", "0"], "idle_timeout_ms must be > 0 ms, got 0 ms"),
+        (["--idle-timeout", "0"], "--idle-timeout must be > 0 ms, got 0 ms"),
         (["--state-memory", "16MiB"], "--state-memory 16MiB is below the minimum of 32MiB"),
         (["--state-memory", "1.5GiB"], "--state-memory: invalid size '1.5GiB'"),
         (["--state-memory", "512MB"], "MB is ambiguous (1000 or 1024?); write 512MiB"),
@@ -152,7 +155,7 @@ def test_config_file_with_flag_overrides(
 def test_config_file_unknown_key(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('uper = "1m"\n')
-    with pytest.raises(ConfigError, match="unknown key 'uper'"):
+    with pytest.raises(ConfigError, match="unknown setting 'uper'; did you mean 'upper'"):
         build_config({}, str(path))
 
 
@@ -290,3 +293,14 @@ def test_a_run_uses_its_state_memory(tmp_path: Path, recovery: bool) -> None:
     assert json.loads((out / "run.json").read_text())["state_memory_bytes"] == 64 * MIB
     assert "RocksDB budget 64 MiB each" in stdout
     assert main(["validate", str(out)]) == 0
+
+
+def test_a_glob_the_shell_expanded_gets_a_hint_to_quote_it(inputs: tuple[Path, Path]) -> None:
+    left, right = inputs
+    other = left.with_name("left-2.jsonl")
+    other.write_text("")
+    res = cli("run", "--left", str(left), str(other), "--right", str(right), "--out", "o")
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1
+    assert "unrecognized arguments" in res.stderr
+    assert "quote a glob so that the shell does not expand it" in res.stderr

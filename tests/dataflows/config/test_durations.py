@@ -19,7 +19,7 @@ from dataflows.errors import ConfigError
         ("2h", 7_200_000),
         ("1d", 86_400_000),
         ("0", 0),
-        ("1500", 1_500),
+        ("-0", 0),
         ("-5s", -5_000),
         ("+5s", 5_000),
         ("1h30m", 5_400_000),
@@ -46,6 +46,12 @@ def test_rejects_with_the_value_and_what_is_allowed(text: str) -> None:
 )
 def test_formats(ms: int, text: str) -> None:
     assert format_duration(ms) == text
+
+
+@pytest.mark.parametrize("text", ["30", "1500", "-5", "+7"])
+def test_a_bare_number_is_refused_with_a_hint_to_give_the_unit(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"bare number has no unit; write \d+s, \d+m or \d+ms"):
+        parse_duration(text)
 
 
 @given(st.integers(min_value=-(10**15), max_value=10**15))
