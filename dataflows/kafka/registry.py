@@ -16,7 +16,10 @@ Two kinds of failure are kept apart, since they end differently:
   which the source logs, counts and retries (the record waits, it is not lost).
 
 ``conf`` holds the client's own settings besides the URL (for example
-``basic.auth.user.info``); it is never logged.
+``basic.auth.user.info``); it is never logged. Each request uses a client of
+its own, closed after it: requests are rare (one per schema id for the life of
+the process, one per output schema), and a pooled HTTP connection left open
+for the process's life is a leaked socket.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -34,6 +37,8 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from dataflows.errors import ConfigError
 from dataflows.inputs.kafka_records import UnknownSchemaId
 from dataflows.kafka.errors import RegistryError
+
+T = TypeVar("T")
 
 #: The registry's error codes for "no such schema / subject / version".
 _NOT_FOUND = (40401, 40402, 40403)
@@ -62,8 +67,9 @@ class SchemaRegistry:
             msg = f"--schema-registry {url!r} must be an http:// or https:// URL"
             raise ConfigError(msg)
         self.url = url.rstrip("/")
+        self._conf = {**dict(conf or {}), "url": self.url}
         try:
-            self._client = SchemaRegistryClient({**dict(conf or {}), "url": self.url})
+            SchemaRegistryClient(self._conf).close()  # refuses bad settings now
         except (ValueError, TypeError) as exc:
             msg = f"bad Schema Registry settings for {self.url}: {exc}"
             raise ConfigError(msg) from exc
@@ -75,6 +81,10 @@ class SchemaRegistry:
         self._lock = threading.Lock()
         #: HTTP round trips made for writer schemas (the cache's misses).
         self.fetches = 0
+
+    def _call(self, request: Callable[[SchemaRegistryClient], T]) -> T:
+        with SchemaRegistryClient(self._conf) as client:
+            return request(client)
 
     def _fail(self, what: str, exc: Exception) -> RegistryError:
         return RegistryError(f"Schema Registry {self.url}: cannot {what}: {exc}; "
@@ -94,7 +104,7 @@ class SchemaRegistry:
                 raise UnknownSchemaId(schema_id)
             self.fetches += 1
             try:
-                schema = self._client.get_schema(schema_id)
+                schema = self._call(lambda c: c.get_schema(schema_id))
             except SchemaRegistryError as exc:
                 if exc.http_status_code == 404 or exc.error_code in _NOT_FOUND:
                     self._unknown[schema_id] = self._clock()
@@ -127,7 +137,8 @@ class SchemaRegistry:
         already has if it is registered); refused with ``RegistryError`` when the
         subject's compatibility level rejects it."""
         try:
-            return int(self._client.register_schema(subject, Schema(_schema_text(schema), "AVRO")))
+            text = _schema_text(schema)
+            return int(self._call(lambda c: c.register_schema(subject, Schema(text, "AVRO"))))
         except SchemaRegistryError as exc:
             if exc.http_status_code == 409:
                 msg = (f"Schema Registry {self.url} refuses the schema for subject {subject!r} "
@@ -143,7 +154,7 @@ class SchemaRegistry:
     def latest(self, subject: str) -> tuple[int, dict[str, Any]]:
         """``(id, schema)`` of the latest version under ``subject``."""
         try:
-            registered = self._client.get_latest_version(subject)
+            registered = self._call(lambda c: c.get_latest_version(subject))
         except SchemaRegistryError as exc:
             if exc.error_code in _NOT_FOUND or exc.http_status_code == 404:
                 msg = (f"Schema Registry {self.url} has no subject {subject!r}; register the "
@@ -165,8 +176,8 @@ class SchemaRegistry:
         """Whether ``schema`` may follow the latest version of ``subject`` under
         the subject's compatibility level (the registry decides)."""
         try:
-            return bool(self._client.test_compatibility(
-                subject, Schema(_schema_text(schema), "AVRO")))
+            text = _schema_text(schema)
+            return bool(self._call(lambda c: c.test_compatibility(subject, Schema(text, "AVRO"))))
         except SchemaRegistryError as exc:
             what = f"check compatibility under {subject!r}"
             raise self._fail(what, exc) from exc

@@ -14,7 +14,8 @@ its own producer. Every record carries:
 - **header** ``id``: a deterministic output id (:func:`output_id`: the row id
   for joined rows, and for late events and dead letters an id of the event or
   of its source position), so a consumer can deduplicate whatever a resume
-  sends again.
+  sends again; with transactions also ``txn``: ``<transactional.id>#<n>``, the
+  shard's transaction the record was written in.
 
 **Delivery** (:data:`DELIVERIES`):
 
@@ -238,10 +239,15 @@ class KafkaRowPartition(StatefulSinkPartition[list[Any], KafkaSinkPosition]):
             self._in_txn = True
         kind, topic = self._kind, self._topic
         send = producer.produce
+        # Which transaction a record belongs to, for readers that cannot rely on
+        # read_committed (the mock cluster) and for debugging.
+        txn = f"{self.txn_id}#{self.transactions + 1}".encode() if self.transactional else None
         for item, value in zip(items, self._encoder.values(items), strict=True):
+            headers = [("id", output_id(kind, item).encode())]
+            if txn is not None:
+                headers.append(("txn", txn))
             kwargs: dict[str, Any] = {"key": record_key(kind, item).encode(), "value": value,
-                      "headers": [("id", output_id(kind, item).encode())],
-                      "on_delivery": self._delivered}
+                                      "headers": headers, "on_delivery": self._delivered}
             while True:
                 try:
                     send(topic, **kwargs)
