@@ -28,8 +28,9 @@ timeout, judged from ``PartitionMark.active_ms``):
   librdkafka has not reported end of partition since its last record) reports
   itself active at every read, so it is **never idle**, however slowly its
   records come;
-- a partition that is *caught up* keeps the time of its last record (or of the
-  moment it caught up), so it turns idle once silent for ``idle_timeout_ms``;
+- a partition that is *caught up* keeps the time of the read that caught up
+  (or of its last record since), so it turns idle once silent for
+  ``idle_timeout_ms``;
 - an **empty** partition (nothing to read at start and nothing ever read)
   reports ``active_ms = start - idle_timeout_ms``: idle at once.
 
@@ -201,6 +202,7 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
         self._awake = None
         if self._end is not None and self._next >= self._end:
             return [self._close()]
+        lagging = not self.caught_up
         msgs = self._poll()
         if self._end is not None:
             msgs = [m for m in msgs if (m.offset() or 0) < self._end]
@@ -219,8 +221,9 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
             (events if type(item) is Event else invalid).append(item)  # type: ignore[arg-type]
         self._events += len(events)
         self._invalid += len(invalid)
-        if not self.caught_up:
-            # Lagging: records are waiting on the broker, so silence is not idleness.
+        if lagging or not self.caught_up:
+            # Lagging (up to this read): records were waiting on the broker, so
+            # silence is not idleness; the idle timeout runs from catching up.
             self._stamper.active_ms = self._clock()
         mark, broadcast = self._stamper.stamp(events)
         if not msgs:
