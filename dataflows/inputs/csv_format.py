@@ -114,10 +114,6 @@ class _Lines:
             ends[-1] -= 1
         return True
 
-    def start_of(self, i: int) -> int:
-        """The byte offset of line ``i``."""
-        return self.ends[i - 1] if i else self.begin
-
     def raw(self, first: int, last: int) -> bytes:
         """The bytes of lines ``first..last-1`` as the file holds them, without
         the last line's terminator."""
@@ -153,7 +149,7 @@ def read_csv(
     ts_idx = header.index(fmt.time_field)
     fast_ms = fmt.time_unit == "ms"
     buf = _Lines(handle, max(start, header_end))
-    texts = buf.texts
+    texts, raws, ends = buf.texts, buf.raws, buf.ends  # lists kept (and trimmed) in place
     # ``cursor``: the next line to give the csv reader; ``rec``: the first line
     # of the record it is reading (both index ``buf``'s lists).
     cursor = rec = 0
@@ -186,7 +182,7 @@ def read_csv(
         n = last - first
         if n <= 0:
             break  # an error at the end of the file, with no line left
-        off = buf.start_of(first)
+        off = ends[first - 1] if first else buf.begin
         if n > 1 and (error or len(row) != ncols):
             # A record of several lines that does not hold together (often a stray
             # quote): its first line alone is the dead letter; go on at the next.
@@ -213,7 +209,9 @@ def read_csv(
             else:
                 rec_dict = dict(zip(header, row, strict=True))
                 key = row[single_key] if single_key >= 0 else ""
-                raw = buf.raw(first, last)
+                raw = raws[first] if n == 1 else b"\n".join(raws[first:last])
+                if raw[-1:] == b"\r":
+                    raw = raw[:-1]
                 try:
                     if not (key and key.isascii() and "\x00" not in key):
                         key = key_of(rec_dict, fmt)
@@ -229,10 +227,10 @@ def read_csv(
                 else:
                     batch.append(Event(side, key, ts, content_id(raw), rec_dict, partition, off))
         if len(batch) >= size:
-            yield batch, buf.ends[rec - 1] if rec else buf.begin
+            yield batch, ends[rec - 1] if rec else buf.begin
             batch = []
             buf.drop(rec)
             cursor -= rec
             rec = 0
     if batch:
-        yield batch, buf.ends[rec - 1] if rec else buf.begin
+        yield batch, ends[rec - 1] if rec else buf.begin
