@@ -172,11 +172,14 @@ def _frame(data: Any, pos: int, size: int, sync: bytes, min_bytes: int) -> Frame
     end = p + nbytes + SYNC_SIZE
     if end > size:
         return _Bad(f"its size, {nbytes} bytes, runs past the end of the file", count, None)
-    fits = count <= (nbytes // min_bytes if min_bytes else nbytes)
+    # Records of a schema that can take 0 bytes (a record of nulls) fit any
+    # number, but a count past a million per byte is damage, not data: it
+    # would only keep the decoder busy.
+    fits = count <= (nbytes // min_bytes if min_bytes else (nbytes + 1) << 20)
     if data[end - SYNC_SIZE : end] != sync:
         why = "the sync marker is not where its size says the block ends"
         return _Bad(why, count, end, fits)
-    if not fits and min_bytes:
+    if not fits:
         return _Bad(f"{count} records cannot fit in its {nbytes} bytes", count, end)
     return Frame(pos, end, count, p, p + nbytes)
 
@@ -197,7 +200,7 @@ def frames(data: Any, header: Header, min_bytes: int = 0) -> Iterator[Frame | Da
         if nxt is not None and (
             nxt == size or isinstance(_frame(data, nxt, size, sync, min_bytes), Frame)
         ):
-            span = found.count if found.fits and found.count else 1
+            span = found.count if found.fits and found.count else 1  # count may be 0
             yield Damage(pos, nxt, found.count, found.why, span)
             pos = nxt
             continue

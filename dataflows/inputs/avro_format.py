@@ -182,7 +182,7 @@ def _decode_block(
 ) -> tuple[bytes, list[Any], list[int]] | str:
     """The block's plain bytes, its records and their start offsets (plus the end),
     or why they do not decode from exactly its bytes."""
-    raw = bytes(data[frame.data_start : frame.data_end])
+    raw = data[frame.data_start : frame.data_end]  # a slice of an mmap is bytes
     try:
         plain = decompress(raw) if decompress is not None else raw
     except Exception as exc:
