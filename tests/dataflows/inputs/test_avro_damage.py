@@ -187,3 +187,20 @@ def test_resume_from_every_position_reads_the_rest(
     assert len(everything) == 32 + 2
     for batch, pos in read_batches(str(path), "left", AVRO, "p", 0, size):
         assert read_all(path, start=pos) == everything[everything.index(batch[-1]) + 1 :]
+
+
+def test_an_absurd_count_of_zero_size_records_is_damage_not_a_hang(tmp_path: Path) -> None:
+    nulls = fastavro.parse_schema({"type": "record", "name": "N", "fields": [
+        {"name": "x", "type": "null"}]})
+    fo = io.BytesIO()
+    fastavro.writer(fo, nulls, [{"x": None}] * 3)
+    data = fo.getvalue()
+    (start, end), = blocks(data)
+    assert data[start : start + 2] == b"\x06\x00"  # 3 records in 0 bytes
+    huge = b"\xfe\xff\xff\x7f"  # 134,217,727 records in 0 bytes
+    path = tmp_path / "in.avro"
+    path.write_bytes(data[:start] + huge + data[start + 1 :])
+    (bad,) = read_all(path)
+    assert isinstance(bad, Invalid)
+    assert "134217727 records cannot fit in its 0 bytes" in bad.reason
+    assert bad.raw == huge + data[start + 1 : end]
