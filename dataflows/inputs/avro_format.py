@@ -127,8 +127,8 @@ def _records(
                         else "its record count is unreadable")
                 reason = (f"avro: damaged block at byte {frame.start} ({frame.why}); {held}; "
                           f"reading goes on at byte {frame.end}")
-                batch.append(Invalid(side, reason, bytes(data[frame.start : frame.end]),
-                                     partition, index, avro_schema=schema_text, avro_codec=codec))
+                batch.append(_block_letter(side, reason, data, frame.start, frame.end,
+                                           partition, index, schema_text, codec))
             index += frame.indexes
         elif index + frame.count <= start:
             index += frame.count  # read before the resume position: not even decompressed
@@ -139,9 +139,8 @@ def _records(
                 if index >= start:
                     reason = (f"avro: damaged block at byte {frame.start} (its records do not "
                               f"decode: {decoded}); the block held {frame.count} records")
-                    batch.append(Invalid(side, reason, bytes(data[frame.start : frame.end]),
-                                         partition, index, avro_schema=schema_text,
-                                         avro_codec=codec))
+                    batch.append(_block_letter(side, reason, data, frame.start, frame.end,
+                                               partition, index, schema_text, codec))
                 index += frame.count
             else:
                 plain, records, bounds = decoded
@@ -174,6 +173,17 @@ def _records(
             batch = []
     if batch:
         yield batch, index
+
+
+def _block_letter(
+    side: Side, reason: str, data: Any, start: int, end: int, partition: str, index: int,
+    schema_text: str, codec: str,
+) -> Invalid:
+    """The dead letter of the damaged bytes ``start..end``: never more of them
+    copied than a dead letter keeps (damage can run to the end of a large file)."""
+    raw = data[start : min(end, start + RAW_LIMIT_BYTES)]
+    return Invalid(side, reason, raw, partition, index, raw_bytes=end - start,
+                   avro_schema=schema_text, avro_codec=codec)
 
 
 def _decode_block(

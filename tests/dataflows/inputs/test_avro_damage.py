@@ -10,7 +10,7 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from dataflows.inputs import Invalid, SourceFormat, read_batches
+from dataflows.inputs import RAW_LIMIT_BYTES, Invalid, SourceFormat, read_batches
 from joins import Event
 
 AVRO = SourceFormat("avro")
@@ -204,3 +204,19 @@ def test_an_absurd_count_of_zero_size_records_is_damage_not_a_hang(tmp_path: Pat
     assert isinstance(bad, Invalid)
     assert "134217727 records cannot fit in its 0 bytes" in bad.reason
     assert bad.raw == huge + data[start + 1 : end]
+
+
+def test_damage_past_the_dead_letter_limit_is_cut_and_says_so(tmp_path: Path) -> None:
+    """A damaged stretch with no sync marker after it runs to the end of the file:
+    its dead letter keeps the first MiB and gives the full length."""
+    clean = avro_bytes(8)
+    start, _ = blocks(clean)[1]
+    junk = bytes(range(256)) * (RAW_LIMIT_BYTES // 128)
+    path = tmp_path / "in.avro"
+    path.write_bytes(clean[:start] + b"\x01" + junk)
+    out = read_all(path)
+    bad = out[-1]
+    assert isinstance(bad, Invalid)
+    assert (bad.raw_bytes, bad.raw_truncated) == (1 + len(junk), True)
+    assert bad.raw == (b"\x01" + junk)[:RAW_LIMIT_BYTES]
+    assert [x.record["n"] for x in out if isinstance(x, Event)] == [0, 1, 2, 3]
