@@ -7,7 +7,7 @@ timestamps as integers, decimals as exact strings, bytes as base64). A record
 whose time field is a ``timestamp-*`` type takes its event time in that type's
 unit, whatever the configured ``--time-unit``.
 
-What becomes a dead letter, and what it holds:
+What becomes a dead letter, and what it holds (always written as base64):
 
 - a record that decodes but is no valid event (not a record, a bad key or
   time): its binary encoding under the writer schema, exactly (``avro_schema``
@@ -104,7 +104,7 @@ def read_avro(
             if start == 0:
                 reason = f"avro: cannot read the file ({exc}); file skipped"
                 raw = bytes(data[:RAW_LIMIT_BYTES])
-                yield [Invalid(side, reason, raw, partition, 0, raw_bytes=length)], 1
+                yield [Invalid(side, reason, raw, partition, 0, raw_bytes=length, binary=True)], 1
             return
         yield from _records(data, header, writer, parsed, side, fmt, partition, start, size)
 
@@ -151,7 +151,7 @@ def _records(
                     if type(datum) is not dict:
                         reason = f"record is not an object (got {json_type_name(datum)})"
                         bad = Invalid(side, reason, plain[bounds[i] : bounds[i + 1]], partition,
-                                      at, avro_schema=schema_text)
+                                      at, avro_schema=schema_text, binary=True)
                         batch.append(bad)
                     else:
                         canon = dumps(datum, sort_keys=True, separators=(",", ":"))
@@ -160,7 +160,8 @@ def _records(
                                           content_id(canon.encode()), datum, partition, at)
                         except BadRecord as exc:
                             batch.append(Invalid(side, str(exc), plain[bounds[i] : bounds[i + 1]],
-                                                 partition, at, avro_schema=schema_text))
+                                                 partition, at, avro_schema=schema_text,
+                                                 binary=True))
                         else:
                             batch.append(event)
                     if len(batch) >= size:
@@ -183,7 +184,7 @@ def _block_letter(
     copied than a dead letter keeps (damage can run to the end of a large file)."""
     raw = data[start : min(end, start + RAW_LIMIT_BYTES)]
     return Invalid(side, reason, raw, partition, index, raw_bytes=end - start,
-                   avro_schema=schema_text, avro_codec=codec)
+                   avro_schema=schema_text, avro_codec=codec, binary=True)
 
 
 def _decode_block(

@@ -103,7 +103,8 @@ class Invalid:
     boundary when they are text) and ``raw_bytes`` holds the full length.
     ``avro_schema`` and ``avro_codec`` (Avro inputs only) are the writer schema
     as the file's header holds it and the file's codec, which ``raw`` needs to
-    be decoded.
+    be decoded. ``binary`` says that ``raw`` is binary data (Avro), to be
+    written as base64 even when its bytes happen to be valid UTF-8.
     """
 
     side: Side
@@ -115,6 +116,7 @@ class Invalid:
     raw_bytes: int = -1
     avro_schema: str | None = None
     avro_codec: str | None = None
+    binary: bool = False
 
     def __post_init__(self) -> None:
         if self.raw_bytes < 0:

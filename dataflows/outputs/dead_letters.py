@@ -5,7 +5,8 @@ The row of an :class:`~dataflows.inputs.Invalid` (:func:`invalid_record`)::
 
     {"side", "reason",
      "raw",            # the record's bytes: text, or base64 (see raw_encoding)
-     "raw_encoding",   # "utf-8" when the bytes are valid UTF-8, else "base64"
+     "raw_encoding",   # "utf-8" when the bytes are valid UTF-8 text, else "base64"
+                       # (always "base64" for Avro inputs: binary data)
      "raw_bytes",      # the record's full length in bytes
      "raw_truncated",  # true when raw holds only its first bytes (records over 1 MiB)
      "partition", "offset",
@@ -31,12 +32,15 @@ from dataflows.inputs import Invalid
 RawEncoding = Literal["utf-8", "base64"]
 
 
-def encode_raw(raw: bytes) -> tuple[str, RawEncoding]:
-    """``raw`` as ``(text, encoding)``: itself when it is valid UTF-8, else base64."""
-    try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
+def encode_raw(raw: bytes, binary: bool = False) -> tuple[str, RawEncoding]:
+    """``raw`` as ``(text, encoding)``: itself when it is valid UTF-8 text, else
+    (or when ``binary``) base64."""
+    if not binary:
+        try:
+            return raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(raw).decode("ascii"), "base64"
 
 
 def raw_bytes_of(row: dict[str, Any]) -> bytes:
@@ -61,7 +65,7 @@ def raw_bytes_of(row: dict[str, Any]) -> bytes:
 
 def invalid_record(invalid: Invalid) -> dict[str, Any]:
     """The dead-letter row of an input record that could not be decoded."""
-    text, encoding = encode_raw(invalid.raw)
+    text, encoding = encode_raw(invalid.raw, invalid.binary)
     return {
         "side": invalid.side,
         "reason": invalid.reason,

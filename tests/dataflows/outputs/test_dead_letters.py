@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -143,3 +144,19 @@ def _is_utf8(raw: bytes) -> bool:
 def test_a_malformed_row_is_a_clear_error(row: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         raw_bytes_of(row)
+
+
+def test_avro_dead_letters_are_always_base64(tmp_path: Path) -> None:
+    """An Avro record's encoding is binary, even when its bytes happen to be
+    valid UTF-8 (here b"\\x00\\x02": an empty key and ts 1)."""
+    schema = fastavro.parse_schema({"type": "record", "name": "E", "fields": [
+        {"name": "key", "type": "string"}, {"name": "ts", "type": "long"}]})
+    src = tmp_path / "in.avro"
+    with src.open("wb") as fo:
+        fastavro.writer(fo, schema, [{"key": "", "ts": 1}])
+    (bad,) = dead_letters(src, SourceFormat("avro"))
+    assert bad.raw == b"\x00\x02"
+    for rows in round_trip(tmp_path, [bad]).values():
+        (row,) = rows
+        assert (row["raw"], row["raw_encoding"]) == ("AAI=", "base64")
+        assert raw_bytes_of(row) == b"\x00\x02"
