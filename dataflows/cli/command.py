@@ -1,7 +1,9 @@
 """The ``streamjoin`` command: generate data, run the join, validate a run, demo.
 
 Bad flags end the command with exit status 2 and one line on stderr (the value
-given and what is allowed); a failed run ends with status 1.
+given and what is allowed); a failed run ends with status 1; a run stopped by
+SIGTERM, SIGINT or SIGHUP ends with 128 + the signal (143, 130, 129) once all
+its processes have exited.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataflows.config import (
     build_config,
     format_size,
 )
-from dataflows.errors import ConfigError
+from dataflows.errors import ConfigError, Stopped
 from dataflows.inputs import TIME_UNITS
 from joins import HOWS, StreamJoinError
 
@@ -246,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Stopped as exc:
+        print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except StreamJoinError as exc:
         print(f"{PROG} {args.command}: failed: {exc}", file=sys.stderr)
         return 1
