@@ -38,6 +38,7 @@ from recovery.errors import IncompatibleRecoveryError, RecoveryError
 from recovery.identity import JoinIdentity
 from recovery.inputs import InputFiles
 from recovery.partitions import partition_files
+from recovery.trust import make_private_dir
 
 MANIFEST_NAME = "run_manifest.json"
 LOCK_NAME = ".run.lock"
@@ -150,7 +151,7 @@ class RecoveryLayout:
 
 @contextlib.contextmanager
 def _flock(path: Path, how: int) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, how)
         yield
@@ -267,12 +268,8 @@ def init_recovery_dir(
             DEFAULT_CHECKPOINT_ROOT if checkpoint_root is None else os.fspath(checkpoint_root),
             inputs,
         )
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            msg = f"cannot create recovery directory {root}: {exc}"
-            raise RecoveryError(msg) from exc
+        make_private_dir(root)  # 0700: its rows are unpickled on resume (recovery.trust)
         write_manifest(root / MANIFEST_NAME, manifest)
         layout = RecoveryLayout(root, manifest)
-    layout.checkpoint_root.mkdir(parents=True, exist_ok=True)
+    make_private_dir(layout.checkpoint_root)
     return layout

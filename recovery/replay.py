@@ -37,6 +37,7 @@ from recovery.layout import (
     write_manifest,
 )
 from recovery.partitions import connect_ro, read_partitions
+from recovery.trust import make_private_dir
 from state.errors import StateError
 from state.snapshot import clone_files
 
@@ -111,7 +112,7 @@ def _copy(
             "a longer --backup-interval keeps more)"
         )
         raise RecoveryError(msg)
-    work.mkdir(parents=True)
+    make_private_dir(work)  # 0700, like every recovery directory (recovery.trust)
     manifest = RunManifest(
         layout.identity, layout.manifest.partitions, DEFAULT_CHECKPOINT_ROOT,
         layout.manifest.inputs,  # the replay reads the same files: checked on its start
@@ -126,7 +127,7 @@ def _copy(
     snaps = shard_snapshots(copied)
     refs = sorted({snap.checkpoint for _row, snap in snaps})
     src_root, dst_root = layout.checkpoint_root, work / DEFAULT_CHECKPOINT_ROOT
-    dst_root.mkdir()
+    make_private_dir(dst_root)
     for ref in refs:
         src = src_root / ref
         if not (src / "CURRENT").is_file():

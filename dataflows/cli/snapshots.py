@@ -110,9 +110,15 @@ def replay(args: argparse.Namespace) -> int:
     from dataflows.recovering import sink_positions
     from dataflows.run import run
     from dataflows.sinks import STATS_PREFIX, stats_dir
+    from recovery.errors import UntrustedRecoveryError
     from recovery.replay import copy_for_replay
+    from recovery.trust import check_private
 
     source = _source_config(args.recovery_dir)
+    try:
+        check_private(args.recovery_dir)  # the replay unpickles rows copied from it
+    except UntrustedRecoveryError as exc:
+        raise ConfigError(str(exc)) from exc
     out_dir = os.path.abspath(args.out)
     if os.path.exists(out_dir) and os.listdir(out_dir):
         msg = f"--out {args.out}: must be a new or empty directory"

@@ -29,8 +29,11 @@ from typing import Any
 from dataflows.config import RunConfig
 from dataflows.errors import InputError, RunError
 from dataflows.recovering.store import (
+    check_filesystems,
     check_store_inputs,
+    check_trusted,
     input_paths,
+    make_state_dir,
     open_store,
     view_has_executions,
 )
@@ -104,12 +107,15 @@ def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Sessi
     """Before starting the workers of an execution (see the module docstring)."""
     if not cfg.recovery_dir:
         prepare_out_dir(cfg)
+        make_state_dir(cfg)
         return Session(cfg, "off")
+    check_filesystems(cfg)  # before anything is created
     try:
         inputs = observe_inputs(input_paths(cfg))
     except RecoveryError as exc:
         raise InputError(str(exc)) from exc
     layout = open_store(cfg, inputs)
+    check_trusted(cfg, layout)  # Bytewax unpickles its rows
     executed = view_has_executions(layout)
     notes = check_store_inputs(cfg, layout, executed)
     try:
@@ -133,6 +139,7 @@ def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Sessi
         _write_out_config(cfg)
         mode = "finished" if finished else "resume"
     (layout.dir / RUN_CONFIG_NAME).write_text(json.dumps(cfg.to_json(), indent=2), "utf-8")
+    make_state_dir(cfg)
     session = Session(cfg, mode, layout, resume, pruned, notes=tuple(notes))
     if session.needs_workers:
         interval = min(max(2 * cfg.epoch_interval_ms / 1000.0, 1.0), 30.0)

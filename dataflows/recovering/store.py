@@ -23,11 +23,24 @@ from pathlib import Path
 
 from dataflows.config import RunConfig
 from dataflows.errors import ConfigError, RunError
-from recovery.errors import IncompatibleRecoveryError, InputsChangedError, RecoveryError
+from recovery.checkpoints import check_same_filesystem
+from recovery.errors import (
+    FilesystemMismatchError,
+    IncompatibleRecoveryError,
+    InputsChangedError,
+    RecoveryError,
+    UntrustedRecoveryError,
+)
 from recovery.identity import JoinIdentity
 from recovery.inputs import InputFiles, check_inputs
-from recovery.layout import RecoveryLayout, init_recovery_dir
+from recovery.layout import (
+    DEFAULT_CHECKPOINT_ROOT,
+    RecoveryLayout,
+    init_recovery_dir,
+    read_manifest,
+)
 from recovery.partitions import read_partitions
+from recovery.trust import check_private, make_private_dir
 
 
 def identity_of(cfg: RunConfig) -> JoinIdentity:
@@ -77,6 +90,35 @@ def check_store_inputs(cfg: RunConfig, layout: RecoveryLayout, executed: bool) -
     except InputsChangedError as exc:
         raise ConfigError(str(exc).replace("\n", " ")) from exc
     return []
+
+
+def check_filesystems(cfg: RunConfig) -> None:
+    """Refuse a ``--state-dir`` on another filesystem than the store's checkpoint
+    root (ConfigError; see :func:`recovery.checkpoints.check_same_filesystem`).
+    Looks at the nearest existing ancestors, so it runs before anything is created."""
+    try:
+        manifest = read_manifest(cfg.recovery_dir)
+        relative = manifest.checkpoint_root if manifest else DEFAULT_CHECKPOINT_ROOT
+        check_same_filesystem(Path(cfg.recovery_dir) / relative, cfg.state_dir)
+    except FilesystemMismatchError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def check_trusted(cfg: RunConfig, layout: RecoveryLayout) -> None:
+    """Refuse a recovery directory that someone else can write (ConfigError; see
+    :mod:`recovery.trust`): a resume unpickles its rows."""
+    try:
+        check_private(layout.dir)
+    except UntrustedRecoveryError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def make_state_dir(cfg: RunConfig) -> None:
+    """Create ``--state-dir`` with mode 0700 (the shards' RocksDB files)."""
+    try:
+        make_private_dir(cfg.state_dir)
+    except RecoveryError as exc:
+        raise RunError(str(exc)) from exc
 
 
 def _partitions_complete(layout: RecoveryLayout) -> bool:
