@@ -15,9 +15,11 @@ later ``partitions`` arguments are ignored (the manifest keeps the first).
 
 The manifest records the :class:`~recovery.identity.JoinIdentity` (join spec
 and shard count), where the checkpoints live (``checkpoint_root``: relative
-to the directory, or absolute) and the input files it read
+to the directory, or absolute), the input files it read
 (:class:`~recovery.inputs.InputFiles`; absent in stores created before they
-were recorded). :func:`check_compatible` refuses a resume with another
+were recorded) and the caller's ``settings``: every setting that changes the
+output, as flag -> value (absent in older stores; compared by the caller,
+:mod:`dataflows.config.identity`). :func:`check_compatible` refuses a resume with another
 identity, naming both; :func:`recovery.inputs.check_inputs` refuses changed
 input files, and :func:`record_inputs` updates them after a resume was allowed.
 """
@@ -28,7 +30,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,9 @@ class RunManifest:
     checkpoint_root: str = DEFAULT_CHECKPOINT_ROOT
     #: The input files, as of the latest start (``None``: not recorded).
     inputs: InputFiles | None = None
+    #: Every setting that changes the output, as ``(flag, value)`` pairs chosen
+    #: by the caller (``None``: written before settings were recorded).
+    settings: tuple[tuple[str, str], ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.partitions, int) or self.partitions <= 0:
@@ -71,7 +76,14 @@ class RunManifest:
         }
         if self.inputs is not None:
             data["inputs"] = self.inputs.to_json()
+        if self.settings is not None:
+            data["settings"] = dict(self.settings)
         return data
+
+    @property
+    def settings_map(self) -> dict[str, str] | None:
+        """:attr:`settings` as a dict, in recorded order."""
+        return None if self.settings is None else dict(self.settings)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "manifest") -> RunManifest:
@@ -84,6 +96,7 @@ class RunManifest:
                 int(data["partitions"]),
                 str(data["checkpoint_root"]),
                 InputFiles.from_json(data["inputs"]) if "inputs" in data else None,
+                _settings_from_json(data.get("settings")),
             )
         except (KeyError, TypeError, ValueError, RecoveryError) as exc:
             msg = f"{source}: malformed manifest: {exc}"
@@ -92,6 +105,17 @@ class RunManifest:
             msg = f"{source}: fingerprint does not match the recorded configuration"
             raise RecoveryError(msg)
         return manifest
+
+
+def _settings_from_json(data: Any) -> tuple[tuple[str, str], ...] | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        msg = f"settings must map names to strings, got {data!r}"
+        raise ValueError(msg)
+    return tuple(data.items())
 
 
 class RecoveryLayout:
@@ -230,6 +254,18 @@ def record_inputs(layout: RecoveryLayout, inputs: InputFiles) -> RecoveryLayout:
     return RecoveryLayout(layout.dir, manifest)
 
 
+def record_settings(layout: RecoveryLayout, settings: Mapping[str, str]) -> RecoveryLayout:
+    """``layout`` with ``settings`` recorded in its manifest (rewritten only if they
+    differ): for stores written before settings were recorded, once the caller
+    has checked what it could. Call it with no run using the directory."""
+    pairs = tuple(settings.items())
+    if layout.manifest.settings == pairs:
+        return layout
+    manifest = replace(layout.manifest, settings=pairs)
+    write_manifest(layout.manifest_path, manifest)
+    return RecoveryLayout(layout.dir, manifest)
+
+
 def init_recovery_dir(
     directory: str | os.PathLike[str],
     identity: JoinIdentity,
@@ -237,14 +273,16 @@ def init_recovery_dir(
     *,
     checkpoint_root: str | os.PathLike[str] | None = None,
     inputs: InputFiles | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> RecoveryLayout:
     """Create a recovery directory at first use, or check an existing one.
 
     First use: creates the directory, the checkpoint root and the manifest
-    (with ``inputs``, if given). Later: raises
+    (with ``inputs`` and ``settings``, if given). Later: raises
     :class:`~recovery.errors.IncompatibleRecoveryError` if the identity differs;
     ``partitions``, ``checkpoint_root`` and ``inputs`` are then ignored in
-    favour of the recorded ones (inputs are checked by
+    favour of the recorded ones (settings are compared by the caller, who knows
+    what they mean; inputs are checked by
     :func:`recovery.inputs.check_inputs`, which needs to know whether the
     store has executed). Either way the caller then runs
     :meth:`RecoveryLayout.bytewax_init_command` if
@@ -267,6 +305,7 @@ def init_recovery_dir(
             partitions,
             DEFAULT_CHECKPOINT_ROOT if checkpoint_root is None else os.fspath(checkpoint_root),
             inputs,
+            None if settings is None else tuple(settings.items()),
         )
         make_private_dir(root)  # 0700: its rows are unpickled on resume (recovery.trust)
         write_manifest(root / MANIFEST_NAME, manifest)

@@ -116,6 +116,7 @@ def _copy(
     manifest = RunManifest(
         layout.identity, layout.manifest.partitions, DEFAULT_CHECKPOINT_ROOT,
         layout.manifest.inputs,  # the replay reads the same files: checked on its start
+        layout.manifest.settings,
     )
     write_manifest(work / MANIFEST_NAME, manifest)
     dropped = 0

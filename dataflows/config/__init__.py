@@ -5,6 +5,8 @@ values come from.
   :class:`InputConfig`, checked on construction;
 - :mod:`~dataflows.config.settings`: :func:`build_config`, flags over a config
   file over the defaults (every key a file may set is listed there);
+- :mod:`~dataflows.config.identity`: which settings change what a run
+  outputs (a recovery store's and an output directory's identity);
 - :mod:`~dataflows.config.durations` and :mod:`~dataflows.config.sizes`: the
   human forms of durations (``30m``) and sizes (``256MiB``).
 """
@@ -12,6 +14,14 @@ values come from.
 from __future__ import annotations
 
 from dataflows.config.durations import format_duration, parse_duration
+from dataflows.config.identity import (
+    describe_changes,
+    input_settings,
+    join_settings,
+    setting_changes,
+    store_settings,
+    unrecorded,
+)
 from dataflows.config.run_config import (
     DEFAULT_SHARDS,
     DEFAULT_STATE_MEMORY_BYTES,
@@ -45,10 +55,16 @@ __all__ = [
     "InputConfig",
     "RunConfig",
     "build_config",
+    "describe_changes",
     "expand_paths",
     "format_duration",
     "format_size",
+    "input_settings",
+    "join_settings",
     "parse_duration",
     "parse_size",
     "read_config_file",
+    "setting_changes",
+    "store_settings",
+    "unrecorded",
 ]

@@ -31,10 +31,12 @@ from dataflows.errors import InputError, RunError
 from dataflows.recovering.store import (
     check_filesystems,
     check_store_inputs,
+    check_store_settings,
     check_trusted,
     input_paths,
     make_state_dir,
     open_store,
+    record_store_settings,
     view_has_executions,
 )
 from recovery.errors import RecoveryError
@@ -110,6 +112,7 @@ def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Sessi
         make_state_dir(cfg)
         return Session(cfg, "off")
     check_filesystems(cfg)  # before anything is created
+    notes = check_store_settings(cfg)
     try:
         inputs = observe_inputs(input_paths(cfg))
     except RecoveryError as exc:
@@ -117,11 +120,12 @@ def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Sessi
     layout = open_store(cfg, inputs)
     check_trusted(cfg, layout)  # Bytewax unpickles its rows
     executed = view_has_executions(layout)
-    notes = check_store_inputs(cfg, layout, executed)
+    notes += check_store_inputs(cfg, layout, executed)
     try:
         with layout.quiescent_lock():
             resume, pruned = prune_unloadable_rows(layout)
             layout = record_inputs(layout, inputs)
+            layout = record_store_settings(cfg, layout)
         collect_garbage(layout, quiescent=True)
         finished = False
         if executed:

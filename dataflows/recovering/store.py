@@ -5,7 +5,8 @@ On first use the parent (:func:`open_store`, called by
 :func:`dataflows.recovering.session.begin`) creates and initialises the
 recovery directory (``run_manifest.json`` plus ``python -m bytewax.recovery
 DIR N`` with ``N`` = the first run's worker count, at least 2). It refuses a
-directory initialised for another join configuration or shard count, and
+directory written under other settings (:func:`check_store_settings`: every
+setting that changes the output, :mod:`dataflows.config.identity`), and
 (:func:`check_store_inputs`) a resume whose input files are not the ones the
 store read (:func:`recovery.inputs.check_inputs`: missing, shorter, another
 head, another list; grown is fine), both as
@@ -21,7 +22,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dataflows.config import RunConfig
+from dataflows.config import (
+    RunConfig,
+    describe_changes,
+    join_settings,
+    setting_changes,
+    store_settings,
+    unrecorded,
+)
 from dataflows.errors import ConfigError, RunError
 from recovery.checkpoints import check_same_filesystem
 from recovery.errors import (
@@ -38,9 +46,51 @@ from recovery.layout import (
     RecoveryLayout,
     init_recovery_dir,
     read_manifest,
+    record_settings,
 )
 from recovery.partitions import read_partitions
 from recovery.trust import check_private, make_private_dir
+
+
+def check_store_settings(cfg: RunConfig) -> list[str]:
+    """Refuse to resume a store written under other settings (ConfigError, one
+    line naming each setting with its recorded and its new value; see
+    :mod:`dataflows.config.identity`). Returns notes: a store written before
+    the settings were recorded has only its join settings checked, and the
+    rest is recorded from this start on (:func:`record_store_settings`)."""
+    try:
+        manifest = read_manifest(cfg.recovery_dir)
+    except RecoveryError as exc:
+        msg = f"--recovery-dir {cfg.recovery_dir}: {exc}"
+        raise RunError(msg) from exc
+    if manifest is None:
+        return []
+    current = store_settings(cfg)
+    recorded = manifest.settings_map
+    if recorded is None:
+        recorded = join_settings(manifest.identity.spec, manifest.identity.shards)
+    changes = setting_changes(recorded, current)
+    if changes:
+        msg = (
+            f"the recovery directory {cfg.recovery_dir} holds a run with other settings: "
+            f"{describe_changes(changes)}. Its state and outputs were made with the "
+            "recorded settings, and a resume with these would mix two interpretations of "
+            "the input in one result: run with the recorded settings, or use a new "
+            "recovery directory and --out."
+        )
+        raise ConfigError(msg)
+    missing = unrecorded(recorded, current)
+    if not missing:
+        return []
+    return [
+        f"recovery: {cfg.recovery_dir} has no record of {', '.join(missing)} (created "
+        "before they were recorded): not checked this time, recorded for later resumes"
+    ]
+
+
+def record_store_settings(cfg: RunConfig, layout: RecoveryLayout) -> RecoveryLayout:
+    """Record ``cfg``'s settings in a store that lacks them (after the check)."""
+    return record_settings(layout, store_settings(cfg))
 
 
 def identity_of(cfg: RunConfig) -> JoinIdentity:
@@ -64,7 +114,8 @@ def open_store(cfg: RunConfig, inputs: InputFiles | None = None) -> RecoveryLayo
     ConfigError."""
     try:
         layout = init_recovery_dir(
-            cfg.recovery_dir, identity_of(cfg), default_partitions(cfg), inputs=inputs
+            cfg.recovery_dir, identity_of(cfg), default_partitions(cfg), inputs=inputs,
+            settings=store_settings(cfg),
         )
     except IncompatibleRecoveryError as exc:
         raise ConfigError(str(exc).replace("\n", " ")) from exc

@@ -135,9 +135,9 @@ def test_recovery_cli_finished_store_and_incompatible_resume(
     assert cli_main(_run_args(data, out, rec, "--upper", "1h")) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
-    assert "differs in: upper" in err
+    assert "--upper was 30m, now 1h" in err
     assert cli_main([*_run_args(data, out, rec), "--shards", "8"]) == 2
-    assert "differs in: shards" in capsys.readouterr().err
+    assert "--shards was 4, now 8" in capsys.readouterr().err
     # The listing of a finished store: no live shard, every shard finished.
     assert cli_main(["snapshots", str(rec)]) == 0
     text = capsys.readouterr().out
