@@ -29,10 +29,11 @@ from typing import Any
 from dataflows.config import RunConfig
 from dataflows.errors import RunError
 from dataflows.lifetime import SignalStop, die_with_parent, stop_processes, stop_signals
+from dataflows.sinks import OUTPUT_KINDS, config_path
+from dataflows.sinks import prepare_out_dir as prepare_out_dir  # moved there; re-exported
 from joins import JoinCounters
 
 RUN_JSON_VERSION = 1
-OUTPUT_KINDS = ("joined", "late", "invalid")
 
 
 @dataclass(frozen=True)
@@ -45,24 +46,6 @@ class RunResult:
     @property
     def counters(self) -> JoinCounters:
         return JoinCounters.from_dict(self.summary["counters"])
-
-
-def _config_path(out_dir: str) -> str:
-    return os.path.join(out_dir, ".run", "config.json")
-
-
-def prepare_out_dir(cfg: RunConfig) -> None:
-    """Empty the outputs of an earlier run in ``cfg.out_dir`` and write the config."""
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    for name in (*OUTPUT_KINDS, ".stats", ".run"):
-        shutil.rmtree(os.path.join(cfg.out_dir, name), ignore_errors=True)
-    for name in OUTPUT_KINDS:
-        os.makedirs(os.path.join(cfg.out_dir, name))
-    if os.path.exists(os.path.join(cfg.out_dir, "run.json")):
-        os.remove(os.path.join(cfg.out_dir, "run.json"))
-    os.makedirs(os.path.dirname(_config_path(cfg.out_dir)))
-    with open(_config_path(cfg.out_dir), "w", encoding="utf-8") as f:
-        json.dump(cfg.to_json(), f, indent=2)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -129,7 +112,7 @@ def _dir_bytes(path: str) -> int:
 def _start_workers(cfg: RunConfig, procs: list[subprocess.Popen[bytes]]) -> None:
     """Start the worker processes, appending each to ``procs`` as soon as it runs
     (so that whoever stops the run knows every one of them)."""
-    config = _config_path(cfg.out_dir)
+    config = config_path(cfg.out_dir)
     if cfg.processes == 1:
         addresses = ""
     else:
@@ -184,7 +167,7 @@ def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
     # From here on a SIGTERM, SIGINT or SIGHUP stops every process of the run
     # (dataflows.lifetime): workers first, then the quiescent clean-up.
     with stop_signals() as stop:
-        session = begin(cfg, prepare_out_dir)  # recovery (#4): init, resume or fresh
+        session = begin(cfg)  # recovery (#4): init, resume or fresh
         procs: list[subprocess.Popen[bytes]] = []
         sampler = _Sampler([], cfg.state_dir)
         started = datetime.now(UTC)

@@ -21,9 +21,8 @@ round runs (:meth:`Session.end`).
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dataflows.config import RunConfig
@@ -39,11 +38,12 @@ from dataflows.recovering.store import (
     record_store_settings,
     view_has_executions,
 )
+from dataflows.sinks import check_out_dir, prepare_out_dir, write_config
 from recovery.errors import RecoveryError
 from recovery.gc import PeriodicCleanup, collect_garbage
 from recovery.inputs import observe_inputs
 from recovery.inspect import resumable_snapshot
-from recovery.layout import RecoveryLayout, record_inputs
+from recovery.layout import MANIFEST_NAME, RecoveryLayout, record_inputs
 from recovery.prune import prune_unloadable_rows
 
 #: The run configuration of the latest execution, kept in the recovery
@@ -105,7 +105,7 @@ class Session:
         }
 
 
-def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Session:
+def begin(cfg: RunConfig) -> Session:
     """Before starting the workers of an execution (see the module docstring)."""
     if not cfg.recovery_dir:
         prepare_out_dir(cfg)
@@ -113,6 +113,9 @@ def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Sessi
         return Session(cfg, "off")
     check_filesystems(cfg)  # before anything is created
     notes = check_store_settings(cfg)
+    new_store = not (Path(cfg.recovery_dir) / MANIFEST_NAME).exists()
+    if new_store:
+        check_out_dir(cfg)  # before the store is created
     try:
         inputs = observe_inputs(input_paths(cfg))
     except RecoveryError as exc:
@@ -121,6 +124,8 @@ def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Sessi
     check_trusted(cfg, layout)  # Bytewax unpickles its rows
     executed = view_has_executions(layout)
     notes += check_store_inputs(cfg, layout, executed)
+    if not new_store:
+        check_out_dir(cfg)  # after the store's own, more precise, checks
     try:
         with layout.quiescent_lock():
             resume, pruned = prune_unloadable_rows(layout)
@@ -140,7 +145,7 @@ def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Sessi
         prepare_out_dir(cfg)
         mode = "fresh"
     else:
-        _write_out_config(cfg)
+        write_config(cfg)  # keeps the outputs: the sinks truncate to their snapshots
         mode = "finished" if finished else "resume"
     (layout.dir / RUN_CONFIG_NAME).write_text(json.dumps(cfg.to_json(), indent=2), "utf-8")
     make_state_dir(cfg)
@@ -149,15 +154,3 @@ def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Sessi
         interval = min(max(2 * cfg.epoch_interval_ms / 1000.0, 1.0), 30.0)
         session.cleanup = PeriodicCleanup(layout, interval).start()
     return session
-
-
-def _write_out_config(cfg: RunConfig) -> None:
-    """On resume: keep the outputs, refresh ``OUT/.run/config.json``."""
-    run_dir = os.path.join(cfg.out_dir, ".run")
-    os.makedirs(run_dir, exist_ok=True)
-    for kind in ("joined", "late", "invalid"):
-        os.makedirs(os.path.join(cfg.out_dir, kind), exist_ok=True)
-    path = os.path.join(run_dir, "config.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(cfg.to_json(), f, indent=2)
-    os.replace(path + ".tmp", path)
