@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dataflows.config import RunConfig
-from dataflows.errors import InputError, RunError
+from dataflows.errors import ConfigError, InputError, RunError
 from dataflows.recovering.store import (
     check_filesystems,
     check_store_inputs,
@@ -39,10 +39,11 @@ from dataflows.recovering.store import (
     view_has_executions,
 )
 from dataflows.sinks import check_out_dir, prepare_out_dir, write_config
+from joins.watermark import WM_MAX
 from recovery.errors import RecoveryError
 from recovery.gc import PeriodicCleanup, collect_garbage
-from recovery.inputs import observe_inputs
-from recovery.inspect import resumable_snapshot
+from recovery.inputs import InputFile, grown_files, observe_inputs
+from recovery.inspect import ResumableSnapshot, resumable_snapshot
 from recovery.layout import MANIFEST_NAME, RecoveryLayout, record_inputs
 from recovery.prune import prune_unloadable_rows
 
@@ -105,6 +106,43 @@ class Session:
         }
 
 
+def _finished(snap: ResumableSnapshot) -> bool:
+    """Every shard's logic finished (its resumable row is a discard)."""
+    return not snap.shards and any(
+        d.split("/", 1)[0].endswith(JOIN_STEP_SUFFIX) for d in snap.discarded
+    )
+
+
+def _ended(snap: ResumableSnapshot) -> bool:
+    """The join reached its end: finished, or a shard's watermark is +inf (every
+    input closed, everything evicted) though not every shard discarded yet."""
+    return _finished(snap) or any(s.watermark_ms >= WM_MAX for s in snap.shards)
+
+
+def refuse_grown_inputs_of_ended_run(
+    cfg: RunConfig, grown: list[tuple[InputFile, InputFile]]
+) -> None:
+    """A join that reached the end of its inputs cannot take appended records:
+    refuse (ConfigError, one line) if any input file grew."""
+    if not grown:
+        return
+    files = "; ".join(
+        f"{old.side} input {old.path}: {new.size_bytes - old.size_bytes} bytes more "
+        f"({old.size_bytes} read, {new.size_bytes} now)"
+        for old, new in grown
+    )
+    msg = (
+        f"the run in the recovery directory {cfg.recovery_dir} has finished (every input "
+        "was read to its end and the watermark reached +inf, so every retained event was "
+        f"evicted and the outer rows emitted), and its inputs have grown since: {files}. A "
+        "finished join cannot take more input exactly: every appended event would be late, "
+        "and rows already emitted as unmatched could not be taken back. Start a new run "
+        "over the whole inputs with a new --recovery-dir (and a new --out to keep these "
+        "results)."
+    )
+    raise ConfigError(msg)
+
+
 def begin(cfg: RunConfig) -> Session:
     """Before starting the workers of an execution (see the module docstring)."""
     if not cfg.recovery_dir:
@@ -126,18 +164,18 @@ def begin(cfg: RunConfig) -> Session:
     notes += check_store_inputs(cfg, layout, executed)
     if not new_store:
         check_out_dir(cfg)  # after the store's own, more precise, checks
+    recorded_inputs = layout.manifest.inputs
     try:
         with layout.quiescent_lock():
             resume, pruned = prune_unloadable_rows(layout)
+            snap = resumable_snapshot(layout) if executed else None
+            finished = snap is not None and _finished(snap)
+            if snap is not None and recorded_inputs is not None and _ended(snap):
+                # Before the grown sizes are recorded: a rerun is refused again.
+                refuse_grown_inputs_of_ended_run(cfg, grown_files(recorded_inputs, inputs))
             layout = record_inputs(layout, inputs)
             layout = record_store_settings(cfg, layout)
         collect_garbage(layout, quiescent=True)
-        finished = False
-        if executed:
-            snap = resumable_snapshot(layout)
-            finished = not snap.shards and any(
-                d.split("/", 1)[0].endswith(JOIN_STEP_SUFFIX) for d in snap.discarded
-            )
     except RecoveryError as exc:
         msg = f"--recovery-dir {cfg.recovery_dir}: {exc}"
         raise RunError(msg) from exc
