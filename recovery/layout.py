@@ -60,6 +60,15 @@ class RunManifest:
     #: Every setting that changes the output, as ``(flag, value)`` pairs chosen
     #: by the caller (``None``: written before settings were recorded).
     settings: tuple[tuple[str, str], ...] | None = None
+    #: True once every partition file exists (set after ``bytewax.recovery``
+    #: created them): from then on a missing partition is damage, not an
+    #: interrupted initialisation. ``None``: an older store.
+    partitions_ready: bool | None = None
+    #: The smallest commit delay of any execution so far, in epochs
+    #: (``ceil(backup_interval / epoch_interval)``): a partition's commit of
+    #: epoch ``c`` proves it holds every row below ``c + delay + 1``
+    #: (:mod:`recovery.integrity`). ``None``: not recorded (taken as 0).
+    commit_delay_epochs: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.partitions, int) or self.partitions <= 0:
@@ -78,6 +87,10 @@ class RunManifest:
             data["inputs"] = self.inputs.to_json()
         if self.settings is not None:
             data["settings"] = dict(self.settings)
+        if self.partitions_ready is not None:
+            data["partitions_ready"] = self.partitions_ready
+        if self.commit_delay_epochs is not None:
+            data["commit_delay_epochs"] = self.commit_delay_epochs
         return data
 
     @property
@@ -97,6 +110,8 @@ class RunManifest:
                 str(data["checkpoint_root"]),
                 InputFiles.from_json(data["inputs"]) if "inputs" in data else None,
                 _settings_from_json(data.get("settings")),
+                _optional(data, "partitions_ready", bool),
+                _optional(data, "commit_delay_epochs", int),
             )
         except (KeyError, TypeError, ValueError, RecoveryError) as exc:
             msg = f"{source}: malformed manifest: {exc}"
@@ -105,6 +120,16 @@ class RunManifest:
             msg = f"{source}: fingerprint does not match the recorded configuration"
             raise RecoveryError(msg)
         return manifest
+
+
+def _optional(data: dict[str, Any], key: str, kind: type) -> Any:
+    value = data.get(key)
+    if value is not None and (not isinstance(value, kind) or (
+        kind is int and isinstance(value, bool)
+    )):
+        msg = f"{key} must be a {kind.__name__}, got {value!r}"
+        raise ValueError(msg)
+    return value
 
 
 def _settings_from_json(data: Any) -> tuple[tuple[str, str], ...] | None:
@@ -244,26 +269,35 @@ def check_compatible(manifest: RunManifest, identity: JoinIdentity, where: str =
     raise IncompatibleRecoveryError(msg)
 
 
+def update_manifest(layout: RecoveryLayout, **changes: Any) -> RecoveryLayout:
+    """``layout`` with its manifest's fields replaced by ``changes`` (rewritten
+    only if something differs). Call it with no run using the directory."""
+    manifest = replace(layout.manifest, **changes)
+    if manifest == layout.manifest:
+        return layout
+    write_manifest(layout.manifest_path, manifest)
+    return RecoveryLayout(layout.dir, manifest)
+
+
 def record_inputs(layout: RecoveryLayout, inputs: InputFiles) -> RecoveryLayout:
     """``layout`` with ``inputs`` recorded in its manifest (rewritten only if they
     differ). Call it with no run using the directory, after the check passed."""
-    if layout.manifest.inputs == inputs:
-        return layout
-    manifest = replace(layout.manifest, inputs=inputs)
-    write_manifest(layout.manifest_path, manifest)
-    return RecoveryLayout(layout.dir, manifest)
+    return update_manifest(layout, inputs=inputs)
+
+
+def record_commit_delay(layout: RecoveryLayout, epochs: int) -> RecoveryLayout:
+    """Record that an execution commits ``epochs`` behind its frontier (the
+    manifest keeps the smallest delay any execution used)."""
+    known = layout.manifest.commit_delay_epochs
+    return update_manifest(layout, commit_delay_epochs=epochs if known is None
+                           else min(known, epochs))
 
 
 def record_settings(layout: RecoveryLayout, settings: Mapping[str, str]) -> RecoveryLayout:
     """``layout`` with ``settings`` recorded in its manifest (rewritten only if they
     differ): for stores written before settings were recorded, once the caller
     has checked what it could. Call it with no run using the directory."""
-    pairs = tuple(settings.items())
-    if layout.manifest.settings == pairs:
-        return layout
-    manifest = replace(layout.manifest, settings=pairs)
-    write_manifest(layout.manifest_path, manifest)
-    return RecoveryLayout(layout.dir, manifest)
+    return update_manifest(layout, settings=tuple(settings.items()))
 
 
 def init_recovery_dir(

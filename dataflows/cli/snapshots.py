@@ -52,6 +52,14 @@ def add_recovery_flags(p: argparse.ArgumentParser) -> None:
         "epochs available to `streamjoin replay --epoch`)",
     )
     rec.add_argument(
+        "--resume-epoch",
+        type=int,
+        metavar="E",
+        help="resume the recovery store at epoch E instead of its latest (what a refusal of "
+        "a damaged store offers; the outputs after E are recomputed). Use it once: a later "
+        "run without it resumes from wherever this one got to",
+    )
+    rec.add_argument(
         "--read-delay",
         metavar="DURATION",
         help="TESTING ONLY: sleep this long before each source read (crash harness)",
@@ -109,7 +117,7 @@ def _source_config(recovery_dir: str) -> RunConfig:
 def replay(args: argparse.Namespace) -> int:
     from dataflows.recovering import sink_positions
     from dataflows.run import run
-    from dataflows.sinks import STATS_PREFIX, stats_dir
+    from dataflows.sinks import STATS_PREFIX, stats_dir, write_config
     from recovery.errors import UntrustedRecoveryError
     from recovery.replay import copy_for_replay
     from recovery.trust import check_private
@@ -127,7 +135,17 @@ def replay(args: argparse.Namespace) -> int:
         msg = f"--out {args.out} is the original run's output directory"
         raise ConfigError(msg)
     new_rec = os.path.abspath(args.new_recovery_dir or os.path.join(out_dir, "recovery"))
-    os.makedirs(out_dir, exist_ok=True)
+    cfg = replace(
+        source,
+        out_dir=out_dir,
+        state_dir=os.path.join(out_dir, "state"),
+        recovery_dir=new_rec,
+        read_delay_ms=0,
+        resume_epoch=0,
+        processes=args.processes or source.processes,
+        metrics_port=None if source.metrics_port is None else 0,
+    )
+    write_config(cfg)  # marks NEWDIR as this run's (dataflows.sinks.out_dir)
     copy = copy_for_replay(args.recovery_dir, new_rec, epoch=args.epoch)
     ext = _EXT[source.output_format]
     copied = 0
@@ -156,15 +174,6 @@ def replay(args: argparse.Namespace) -> int:
         for name in os.listdir(old_stats):
             if name.startswith(STATS_PREFIX):
                 shutil.copyfile(os.path.join(old_stats, name), os.path.join(new_stats, name))
-    cfg = replace(
-        source,
-        out_dir=out_dir,
-        state_dir=os.path.join(out_dir, "state"),
-        recovery_dir=new_rec,
-        read_delay_ms=0,
-        processes=args.processes or source.processes,
-        metrics_port=None if source.metrics_port is None else 0,
-    )
     print(
         f"replay: epoch {copy.resume_epoch} of {args.recovery_dir} copied to {new_rec} "
         f"({copy.checkpoints} checkpoint(s)); {copied} output file prefix(es) copied "

@@ -21,7 +21,9 @@ each process, default 256MiB), ``shards``, ``batch_size``,
 unset: 9464 + i when free), ``metrics_host`` (default 127.0.0.1),
 ``metrics_linger`` (a duration, default 30s: the most a scraped process waits
 at the end for the scrape of its final counts; 0: never), ``recovery_dir``,
-``backup_interval`` (a duration) and ``read_delay`` (a duration; testing only)
+``backup_interval`` (a duration), ``resume_epoch`` (an epoch of the recovery
+store to resume at, instead of its latest) and ``read_delay`` (a duration;
+testing only)
 (issue #4, :mod:`dataflows.recovering`; ``--snapshot-interval`` sets
 ``epoch_interval``).
 """
@@ -77,6 +79,7 @@ KEYS = (
     "recovery_dir",
     "backup_interval",
     "read_delay",
+    "resume_epoch",
 )
 _DURATIONS = (
     "lower",
@@ -116,6 +119,7 @@ DEFAULTS: dict[str, Any] = {
     "recovery_dir": None,
     "backup_interval": "0",
     "read_delay": "0",
+    "resume_epoch": 0,
 }
 
 
@@ -277,4 +281,5 @@ def build_config(values: Mapping[str, Any], config_file: str | None = None) -> R
         recovery_dir=os.path.abspath(merged["recovery_dir"]) if merged["recovery_dir"] else "",
         backup_interval_ms=durations["backup_interval"],
         read_delay_ms=durations["read_delay"],
+        resume_epoch=_int("resume_epoch", merged["resume_epoch"]),
     )

@@ -21,7 +21,7 @@ round runs (:meth:`Session.end`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +38,16 @@ from dataflows.recovering.store import (
     record_store_settings,
     view_has_executions,
 )
+from dataflows.shards import shard_names
 from dataflows.sinks import check_out_dir, prepare_out_dir, write_config
 from joins.watermark import WM_MAX
 from recovery.errors import RecoveryError
 from recovery.gc import PeriodicCleanup, collect_garbage
 from recovery.inputs import InputFile, grown_files, observe_inputs
 from recovery.inspect import ResumableSnapshot, resumable_snapshot
-from recovery.layout import MANIFEST_NAME, RecoveryLayout, record_inputs
-from recovery.prune import prune_unloadable_rows
+from recovery.integrity import DamagedRecoveryError, plan_resume
+from recovery.layout import MANIFEST_NAME, RecoveryLayout, record_commit_delay, record_inputs
+from recovery.prune import prune_unloadable_rows, rewind
 
 #: The run configuration of the latest execution, kept in the recovery
 #: directory (``streamjoin replay`` starts from it).
@@ -104,6 +106,12 @@ class Session:
             "snapshot_interval_ms": self.cfg.epoch_interval_ms,
             "backup_interval_ms": self.cfg.backup_interval_ms,
         }
+
+
+def commit_delay_epochs(cfg: RunConfig) -> int:
+    """How many epochs behind its frontier this execution's Bytewax commits (and
+    garbage-collects): ``ceil(backup interval / epoch interval)``."""
+    return -(-cfg.backup_interval_ms // cfg.epoch_interval_ms)
 
 
 def _finished(snap: ResumableSnapshot) -> bool:
@@ -167,7 +175,27 @@ def begin(cfg: RunConfig) -> Session:
     recorded_inputs = layout.manifest.inputs
     try:
         with layout.quiescent_lock():
-            resume, pruned = prune_unloadable_rows(layout)
+            if executed:
+                # Complete and consistent, or refused naming what is missing
+                # (recovery.integrity); nothing is changed before this check.
+                plan = plan_resume(
+                    layout,
+                    shards=shard_names(cfg.shards),
+                    is_join_step=lambda step: step.endswith(JOIN_STEP_SUFFIX),
+                    requested=cfg.resume_epoch or None,
+                )
+                if plan.problems:
+                    raise DamagedRecoveryError(plan.refusal(cfg.recovery_dir))
+                notes += plan.notes
+                resume, pruned = rewind(layout, plan.epoch)
+            elif cfg.resume_epoch:
+                msg = (
+                    f"--resume-epoch {cfg.resume_epoch}: the recovery directory "
+                    f"{cfg.recovery_dir} has not run yet, so it has no epoch to resume at"
+                )
+                raise ConfigError(msg)
+            else:
+                resume, pruned = prune_unloadable_rows(layout)
             snap = resumable_snapshot(layout) if executed else None
             finished = snap is not None and _finished(snap)
             if snap is not None and recorded_inputs is not None and _ended(snap):
@@ -175,7 +203,10 @@ def begin(cfg: RunConfig) -> Session:
                 refuse_grown_inputs_of_ended_run(cfg, grown_files(recorded_inputs, inputs))
             layout = record_inputs(layout, inputs)
             layout = record_store_settings(cfg, layout)
+            layout = record_commit_delay(layout, commit_delay_epochs(cfg))
         collect_garbage(layout, quiescent=True)
+    except DamagedRecoveryError:
+        raise
     except RecoveryError as exc:
         msg = f"--recovery-dir {cfg.recovery_dir}: {exc}"
         raise RunError(msg) from exc
@@ -185,7 +216,8 @@ def begin(cfg: RunConfig) -> Session:
     else:
         write_config(cfg)  # keeps the outputs: the sinks truncate to their snapshots
         mode = "finished" if finished else "resume"
-    (layout.dir / RUN_CONFIG_NAME).write_text(json.dumps(cfg.to_json(), indent=2), "utf-8")
+    kept = replace(cfg, resume_epoch=0)  # a one-off: replay starts from this file
+    (layout.dir / RUN_CONFIG_NAME).write_text(json.dumps(kept.to_json(), indent=2), "utf-8")
     make_state_dir(cfg)
     session = Session(cfg, mode, layout, resume, pruned, notes=tuple(notes))
     if session.needs_workers:

@@ -41,12 +41,18 @@ from recovery.errors import (
 )
 from recovery.identity import JoinIdentity
 from recovery.inputs import InputFiles, check_inputs
+from recovery.integrity import (
+    DamagedRecoveryError,
+    missing_partitions,
+    missing_partitions_message,
+)
 from recovery.layout import (
     DEFAULT_CHECKPOINT_ROOT,
     RecoveryLayout,
     init_recovery_dir,
     read_manifest,
     record_settings,
+    update_manifest,
 )
 from recovery.partitions import read_partitions
 from recovery.trust import check_private, make_private_dir
@@ -119,9 +125,13 @@ def open_store(cfg: RunConfig, inputs: InputFiles | None = None) -> RecoveryLayo
         )
     except IncompatibleRecoveryError as exc:
         raise ConfigError(str(exc).replace("\n", " ")) from exc
-    if layout.needs_partitions or not _partitions_complete(layout):
+    if layout.manifest.partitions_ready:
+        missing = missing_partitions(layout)
+        if missing:  # they existed: lost, not an interrupted initialisation
+            raise DamagedRecoveryError(missing_partitions_message(layout, missing))
+    elif layout.needs_partitions or not _partitions_complete(layout):
         _init_partitions(layout)
-    return layout
+    return update_manifest(layout, partitions_ready=True)
 
 
 def check_store_inputs(cfg: RunConfig, layout: RecoveryLayout, executed: bool) -> list[str]:
@@ -173,22 +183,31 @@ def make_state_dir(cfg: RunConfig) -> None:
 
 
 def _partitions_complete(layout: RecoveryLayout) -> bool:
+    """For stores that do not record ``partitions_ready`` (older ones): an
+    incomplete set is an interrupted first initialisation, unless the store
+    shows it has run (then it is damage, refused)."""
+    missing = missing_partitions(layout)
     try:
-        view = read_partitions(layout.dir, with_snaps=False)
+        view = read_partitions(layout.dir)
         _ = view.part_count
     except RecoveryError:
-        # Incomplete: a kill during the first initialisation (nothing ran yet).
-        if view_has_executions(layout):
+        if view_has_executions(layout) or layout.checkpoints.dirs():
+            if missing:
+                raise DamagedRecoveryError(missing_partitions_message(layout, missing)) from None
             raise
         return False
-    return True
+    return not missing
 
 
 def view_has_executions(layout: RecoveryLayout) -> bool:
+    """Whether the store has run: an execution row, or any row an execution
+    writes (if its execution rows were lost with a partition, a resume must be
+    refused as damaged, never taken for a fresh start)."""
     try:
-        return bool(read_partitions(layout.dir, with_snaps=False).executions)
+        view = read_partitions(layout.dir)
     except RecoveryError:
         return False
+    return bool(view.executions or view.fronts or view.commits or view.snaps)
 
 
 def _init_partitions(layout: RecoveryLayout) -> None:
