@@ -80,6 +80,8 @@ class PartitionProgress:
     complete_below: int
     #: Its commit epoch (rows at or below it may have been garbage-collected).
     commit: int | None
+    #: The epoch of its newest row (None: no row).
+    newest_row: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +172,7 @@ def partition_progress(view: PartitionsView, commit_delay_epochs: int) -> list[P
         bound = max(1, newest.get(index, 0), view.part_fronts.get(index, 0))
         if commit is not None:
             bound = max(bound, commit + commit_delay_epochs + 1)
-        out.append(PartitionProgress(index, path.name, bound, commit))
+        out.append(PartitionProgress(index, path.name, bound, commit, newest.get(index)))
     return out
 
 
@@ -357,10 +359,12 @@ def plan_resume(
         problems += checker.inconsistent(resume)
         behind = "".join(f", {p.file} only below epoch {p.complete_below}" for p in lagging)
         logs = " or ".join(f"{p.file}-wal" for p in lagging) or "a partition's -wal file"
+        holds = (f"snapshots of epoch {first.newest_row}" if first.newest_row is not None
+                 else f"every snapshot below epoch {first.complete_below}")
         problems.insert(0, (
-            f"the recovery partitions disagree: {first.file} holds snapshots up to epoch "
-            f"{newest - 1}{behind}, and the execution records say resume at epoch {resume} "
-            f"(the write-ahead log {logs} was lost, or an older copy restored)"
+            f"the recovery partitions disagree: {first.file} holds {holds}{behind}, and "
+            f"the execution records say resume at epoch {resume} (the write-ahead log "
+            f"{logs} was lost, or an older copy restored)"
         ))
     if not problems:
         return ResumePlan(resume, resume, tuple(progress))

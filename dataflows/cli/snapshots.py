@@ -35,9 +35,11 @@ def add_recovery_flags(p: argparse.ArgumentParser) -> None:
     rec.add_argument(
         "--recovery-dir",
         metavar="DIR",
-        help="recovery store: created and initialised on first use, resumed from on the "
-        "next run with the same DIR (same join configuration, --shards and input files "
-        "required; the inputs may have grown)",
+        help="recovery store (mode 0700; refused if others can write it): created on first "
+        "use, resumed from on the next run with the same DIR. Needs the same settings that "
+        "change the output (join, --shards, --format, --key-field, --time-field, "
+        "--time-unit, --output-format) and the same input files (they may have grown, "
+        "unless the run had finished), and --state-dir on the same filesystem",
     )
     rec.add_argument(
         "--snapshot-interval",

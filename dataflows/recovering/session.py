@@ -1,14 +1,19 @@
 """The parent's side of a recovering execution (issue #4): :func:`begin` and its
 :class:`Session`.
 
-:func:`begin` (called by :func:`dataflows.run.run`) opens the store
-(:mod:`dataflows.recovering.store`: created on first use, refused if it was
-initialised for another configuration or read other input files). Then, with
-no worker running (quiescent lock), it drops the recovery rows a crashed
-execution wrote at or above the resume epoch
-(:func:`recovery.prune.prune_unloadable_rows`), records the input files as
-they are now (a later resume is held to these sizes) and deletes every
-checkpoint no retained row references. A fresh store empties ``OUT`` as a
+:func:`begin` (called by :func:`dataflows.run.run`) checks before it changes
+anything: the state directory on the checkpoints' filesystem, the store's
+recorded settings (:mod:`dataflows.config.identity`), ``--out``
+(:mod:`dataflows.sinks.out_dir`), the store itself (:mod:`dataflows.recovering.store`:
+created on first use; its partitions; who can write it; its input files).
+Then, with no worker running (quiescent lock), it plans the resume
+(:func:`recovery.integrity.plan_resume`: complete and consistent at the
+resume epoch, or at ``--resume-epoch``, or refused naming what is missing),
+rewinds the store to that epoch (:func:`recovery.prune.rewind`: the rows a
+crashed execution wrote at or above it are dropped), refuses a finished run
+whose inputs grew, records the input files as they are now (a later resume is
+held to these sizes), the settings and the commit delay, and deletes every
+checkpoint no retained row references. A fresh store prepares ``OUT`` as a
 run without recovery does; a resume keeps ``OUT`` (the file sinks truncate
 themselves to their snapshotted positions); a store whose join already
 finished (every shard's resumable row is a discard) runs no workers and only
