@@ -70,6 +70,11 @@ class DamagedRecoveryError(RecoveryError):
     asked for); the message names what is missing and what can be done."""
 
 
+class EpochOutOfRangeError(RecoveryError):
+    """The epoch asked for is not one the store could resume at (above its
+    latest, or below 1)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PartitionProgress:
     """What one recovery partition proves it holds."""
@@ -344,7 +349,7 @@ def plan_resume(
                 f"--resume-epoch {requested}: the recovery directory {layout.dir} can resume "
                 f"at epochs 1..{resume} (its latest)"
             )
-            raise DamagedRecoveryError(msg)
+            raise EpochOutOfRangeError(msg)
         problems = checker.problems_at(requested)
         if not problems:
             return ResumePlan(resume, requested, tuple(progress))

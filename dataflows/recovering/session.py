@@ -50,7 +50,7 @@ from recovery.errors import RecoveryError
 from recovery.gc import PeriodicCleanup, collect_garbage
 from recovery.inputs import InputFile, grown_files, observe_inputs
 from recovery.inspect import ResumableSnapshot, resumable_snapshot
-from recovery.integrity import DamagedRecoveryError, plan_resume
+from recovery.integrity import DamagedRecoveryError, EpochOutOfRangeError, plan_resume
 from recovery.layout import MANIFEST_NAME, RecoveryLayout, record_commit_delay, record_inputs
 from recovery.prune import prune_unloadable_rows, rewind
 
@@ -183,12 +183,15 @@ def begin(cfg: RunConfig) -> Session:
             if executed:
                 # Complete and consistent, or refused naming what is missing
                 # (recovery.integrity); nothing is changed before this check.
-                plan = plan_resume(
-                    layout,
-                    shards=shard_names(cfg.shards),
-                    is_join_step=lambda step: step.endswith(JOIN_STEP_SUFFIX),
-                    requested=cfg.resume_epoch or None,
-                )
+                try:
+                    plan = plan_resume(
+                        layout,
+                        shards=shard_names(cfg.shards),
+                        is_join_step=lambda step: step.endswith(JOIN_STEP_SUFFIX),
+                        requested=cfg.resume_epoch or None,
+                    )
+                except EpochOutOfRangeError as exc:
+                    raise ConfigError(str(exc)) from exc
                 if plan.problems:
                     raise DamagedRecoveryError(plan.refusal(cfg.recovery_dir))
                 notes += plan.notes

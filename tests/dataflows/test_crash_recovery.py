@@ -138,6 +138,12 @@ def test_recovery_cli_finished_store_and_incompatible_resume(
     assert "--upper was 30m, now 1h" in err
     assert cli_main([*_run_args(data, out, rec), "--shards", "8"]) == 2
     assert "--shards was 4, now 8" in capsys.readouterr().err
+    # An epoch it cannot resume at: a usage error, and nothing changes.
+    assert cli_main([*_run_args(data, out, rec), "--resume-epoch", "100000"]) == 2
+    assert "--resume-epoch 100000: the recovery directory" in capsys.readouterr().err
+    assert cli_main([*_run_args(data, tmp_path / "out2", tmp_path / "new"),
+                     "--resume-epoch", "3"]) == 2
+    assert "has not run yet, so it has no epoch to resume at" in capsys.readouterr().err
     # The listing of a finished store: no live shard, every shard finished.
     assert cli_main(["snapshots", str(rec)]) == 0
     text = capsys.readouterr().out

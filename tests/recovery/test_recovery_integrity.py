@@ -20,7 +20,7 @@ import pytest
 from joins import JoinSpec
 from recovery.errors import RecoveryError
 from recovery.identity import JoinIdentity
-from recovery.integrity import DamagedRecoveryError, plan_resume
+from recovery.integrity import DamagedRecoveryError, EpochOutOfRangeError, plan_resume
 from recovery.layout import RecoveryLayout, init_recovery_dir, update_manifest
 from recovery.partitions import read_partitions
 from recovery.prune import rewind
@@ -209,7 +209,7 @@ def test_a_requested_epoch_must_be_resumable(tmp_path: Path) -> None:
     store = Store(tmp_path)
     _healthy(store, range(1, 6))
     store.execution(0, 1, {0: 6, 1: 6})
-    with pytest.raises(DamagedRecoveryError, match=r"--resume-epoch 9: .* at epochs 1\.\.6"):
+    with pytest.raises(EpochOutOfRangeError, match=r"--resume-epoch 9: .* at epochs 1\.\.6"):
         store.plan(requested=9)
     assert store.plan(requested=3).epoch == 3
     store.commit(0, 3)
