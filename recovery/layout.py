@@ -214,7 +214,10 @@ def write_manifest(path: Path, manifest: RunManifest) -> None:
     tmp = path.with_name(path.name + ".tmp")
     text = json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        # 0600 whatever the umask: a group-writable manifest is refused on resume.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -38,7 +38,7 @@ from recovery.layout import (
 )
 from recovery.partitions import connect_ro, read_partitions
 from recovery.prune import add_execution
-from recovery.trust import make_private_dir
+from recovery.trust import make_private_dir, make_private_file
 from state.errors import StateError
 from state.snapshot import clone_files
 
@@ -125,6 +125,7 @@ def _copy(
     dropped = 0
     for path in layout.partition_files():
         dropped += _copy_partition(path, work / path.name, target_epoch, drop_step)
+        make_private_file(work / path.name)
     if target_epoch < latest:
         add_execution(work / layout.partition_files()[0].name, view.execution, target_epoch)
     copied = read_partitions(work)

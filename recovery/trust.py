@@ -6,7 +6,10 @@ and unpickling runs code named in the data. So anyone who can write a
 partition file, or replace it (write access to the directory, or to a
 directory above it that lacks the sticky bit), can run code as the service.
 
-Recovery directories are created with mode 0700 (:func:`make_private_dir`).
+Recovery directories are created with mode 0700 (:func:`make_private_dir`),
+and the files the run trusts with mode 0600 whatever the umask
+(:func:`write_private_text`, :func:`make_private_file`), so that a store the
+service made is never refused for a group-writable file a umask of 002 gave it.
 Before a run lets Bytewax read an existing one, :func:`check_private` refuses
 (:class:`~recovery.errors.UntrustedRecoveryError`) unless
 
@@ -50,6 +53,31 @@ def make_private_dir(path: str | os.PathLike[str]) -> Path:
         msg = f"cannot create directory {target}: {exc.strerror or exc}"
         raise RecoveryError(msg) from exc
     return target
+
+
+def write_private_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``path`` (mode 0600 whatever the umask) through a temporary file."""
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        msg = f"cannot write {target}: {exc.strerror or exc}"
+        raise RecoveryError(msg) from exc
+
+
+def make_private_file(path: str | os.PathLike[str]) -> None:
+    """Narrow an existing file to mode 0600 (SQLite then gives its ``-wal`` and
+    ``-shm`` files the same mode)."""
+    try:
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        msg = f"cannot make {path} private: {exc.strerror or exc}"
+        raise RecoveryError(msg) from exc
 
 
 def _trusted_owner(st: os.stat_result) -> bool:

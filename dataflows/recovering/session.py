@@ -53,6 +53,7 @@ from recovery.inspect import ResumableSnapshot, resumable_snapshot
 from recovery.integrity import DamagedRecoveryError, EpochOutOfRangeError, plan_resume
 from recovery.layout import MANIFEST_NAME, RecoveryLayout, record_commit_delay, record_inputs
 from recovery.prune import prune_unloadable_rows, rewind
+from recovery.trust import write_private_text
 
 #: The run configuration of the latest execution, kept in the recovery
 #: directory (``streamjoin replay`` starts from it).
@@ -225,7 +226,7 @@ def begin(cfg: RunConfig) -> Session:
         write_config(cfg)  # keeps the outputs: the sinks truncate to their snapshots
         mode = "finished" if finished else "resume"
     kept = replace(cfg, resume_epoch=0)  # a one-off: replay starts from this file
-    (layout.dir / RUN_CONFIG_NAME).write_text(json.dumps(kept.to_json(), indent=2), "utf-8")
+    write_private_text(layout.dir / RUN_CONFIG_NAME, json.dumps(kept.to_json(), indent=2))
     make_state_dir(cfg)
     session = Session(cfg, mode, layout, resume, pruned, notes=tuple(notes))
     if session.needs_workers:

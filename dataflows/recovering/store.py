@@ -55,7 +55,7 @@ from recovery.layout import (
     update_manifest,
 )
 from recovery.partitions import read_partitions
-from recovery.trust import check_private, make_private_dir
+from recovery.trust import check_private, make_private_dir, make_private_file
 
 
 def check_store_settings(cfg: RunConfig) -> list[str]:
@@ -224,6 +224,7 @@ def _init_partitions(layout: RecoveryLayout) -> None:
             msg = f"cannot initialise recovery partitions in {layout.dir}: {done.stderr.strip()}"
             raise RunError(msg)
         for path in sorted(scratch.iterdir()):
+            make_private_file(path)  # 0600 whatever the umask (recovery.trust)
             os.replace(path, layout.dir / path.name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

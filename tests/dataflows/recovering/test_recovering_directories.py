@@ -26,11 +26,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, umask: int = -1) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dataflows.cli", *args],
         capture_output=True, text=True, timeout=180, check=False, cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        env=dict(os.environ, PYTHONPATH=str(REPO)), umask=umask,
     )
 
 
@@ -45,9 +45,11 @@ def inputs(tmp_path: Path) -> tuple[Path, Path]:
     return left, right
 
 
-def _run(left: Path, right: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _run(left: Path, right: Path, out: Path, *extra: str,
+         umask: int = -1) -> subprocess.CompletedProcess[str]:
     return cli("run", "--left", str(left), "--right", str(right), "--out", str(out),
-               "--shards", "2", "--metrics-port", "0", "--metrics-linger", "0", *extra)
+               "--shards", "2", "--metrics-port", "0", "--metrics-linger", "0", *extra,
+               umask=umask)
 
 
 def _mode(path: Path) -> int:
@@ -103,6 +105,20 @@ def test_a_recovery_directory_others_can_write_is_refused(
     assert _run(left, right, out, *args).returncode == 0
     parent.chmod(0o755)
     assert _run(left, right, out, *args).returncode == 0
+
+
+def test_a_store_made_under_a_group_writable_umask_is_still_private(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    left, right = inputs
+    rec = tmp_path / "rec"
+    args = ("--recovery-dir", str(rec))
+    assert _run(left, right, tmp_path / "out", *args, umask=0o002).returncode == 0
+    trusted = [p for p in rec.iterdir() if p.name.endswith((".sqlite3", ".json"))]
+    assert trusted
+    assert {p.name: _mode(p) for p in trusted} == {p.name: 0o600 for p in trusted}
+    res = _run(left, right, tmp_path / "out", *args, umask=0o002)
+    assert res.returncode == 0, res.stderr
 
 
 def _other_filesystem() -> Path | None:
