@@ -59,7 +59,11 @@ followed by iB; all binary (512M = 512MiB = 536870912 bytes).
 
 Writes OUT/joined/, OUT/late/, OUT/invalid/ (one file per shard that has rows)
 and OUT/run.json (parameters, counters, throughput); check it with
-`streamjoin validate OUT`.
+`streamjoin validate OUT`. OUT must be new, empty, or an earlier run of the same
+settings and input files (its files are replaced; nothing else is touched).
+
+SIGTERM, SIGINT or SIGHUP stops every process of the run (exit 143, 130, 129);
+with --recovery-dir, the same command then resumes.
 """
 
 

@@ -172,8 +172,11 @@ def begin(cfg: RunConfig) -> Session:
         inputs = observe_inputs(input_paths(cfg))
     except RecoveryError as exc:
         raise InputError(str(exc)) from exc
+    if not new_store:
+        check_trusted(cfg)  # before reading its partitions: Bytewax unpickles its rows
     layout = open_store(cfg, inputs)
-    check_trusted(cfg, layout)  # Bytewax unpickles its rows
+    if new_store:
+        check_trusted(cfg)  # e.g. under a directory others can write
     executed = view_has_executions(layout)
     notes += check_store_inputs(cfg, layout, executed)
     if not new_store:

@@ -165,11 +165,11 @@ def check_filesystems(cfg: RunConfig) -> None:
         raise ConfigError(str(exc)) from exc
 
 
-def check_trusted(cfg: RunConfig, layout: RecoveryLayout) -> None:
+def check_trusted(cfg: RunConfig) -> None:
     """Refuse a recovery directory that someone else can write (ConfigError; see
     :mod:`recovery.trust`): a resume unpickles its rows."""
     try:
-        check_private(layout.dir)
+        check_private(cfg.recovery_dir)
     except UntrustedRecoveryError as exc:
         raise ConfigError(str(exc)) from exc
 
