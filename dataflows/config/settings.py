@@ -33,8 +33,9 @@ memory budget of each process, default 256MiB), ``shards``, ``batch_size``,
 serves ``/metrics`` on it + i; ``0``: ephemeral ports; unset: 9464 + i when
 free), ``metrics_host`` (default 127.0.0.1), ``metrics_linger`` (a duration,
 default 30s: the most a scraped process waits at the end for the scrape of its
-final counts; 0: never), ``recovery_dir``, ``backup_interval`` (a duration)
-and ``read_delay`` (a duration; testing only).
+final counts; 0: never), ``recovery_dir``, ``backup_interval`` (a duration),
+``resume_epoch`` (an epoch of the recovery store to resume at, instead of its
+latest) and ``read_delay`` (a duration; testing only).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ KEYS = (
     "recovery_dir",
     "backup_interval",
     "read_delay",
+    "resume_epoch",
 )
 #: Old names still read from config files (and flag destinations).
 ALIASES = {"epoch_interval": "snapshot_interval"}
@@ -137,6 +139,7 @@ DEFAULTS: dict[str, Any] = {
     "recovery_dir": None,
     "backup_interval": "0",
     "read_delay": "0",
+    "resume_epoch": 0,
 }
 #: Input formats by file extension (when no format is set).
 EXTENSION_FORMATS: dict[str, Format] = {
@@ -464,6 +467,7 @@ def config_of(resolved: Mapping[str, Setting]) -> RunConfig:
         recovery_dir=os.path.abspath(merged["recovery_dir"]) if merged["recovery_dir"] else "",
         backup_interval_ms=durations["backup_interval"],
         read_delay_ms=durations["read_delay"],
+        resume_epoch=_int("resume_epoch", merged["resume_epoch"]),
     )
 
 
@@ -497,6 +501,7 @@ def effective_settings(
         "recovery_dir": cfg.recovery_dir or None,
         "backup_interval": format_duration(cfg.backup_interval_ms),
         "read_delay": format_duration(cfg.read_delay_ms),
+        "resume_epoch": cfg.resume_epoch or None,
     }
     rows: list[tuple[str, Any, str]] = []
     for key in KEYS:
