@@ -11,6 +11,7 @@ from dataclasses import fields
 from typing import Any
 
 from dataflows.config import build_config, format_duration, parse_duration
+from dataflows.console import ConsoleOptions
 from dataflows.errors import ConfigError
 from dataflows.generator import GeneratedDataset, GeneratorConfig, generate
 
@@ -123,7 +124,7 @@ def demo_command(args: argparse.Namespace) -> int:
         }
     )
     print(f"[2/3] left join, 30 minute window, {args.processes} processes -> {cfg.out_dir}/")
-    run(cfg)
+    run(cfg, console=ConsoleOptions.of(args))
     print(f"[3/3] validating {cfg.out_dir} against the batch join of its inputs")
     code: int = validate_main([cfg.out_dir])
     print(f"demo finished in {time.monotonic() - t0:.0f} s" + ("" if code == 0 else " (INVALID)"))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dataflows.config import RunConfig
+from dataflows.console import ConsoleOptions
 from dataflows.errors import ConfigError
 
 _EXT = {"jsonl": "jsonl", "avro": "avro"}
@@ -68,8 +69,8 @@ def add_recovery_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_recovery_commands(sub: Any) -> None:
-    """The ``snapshots`` and ``replay`` subcommands."""
+def add_recovery_commands(sub: Any) -> list[argparse.ArgumentParser]:
+    """The ``snapshots`` and ``replay`` subcommands (their parsers)."""
     snaps = sub.add_parser(
         "snapshots",
         help="show the snapshot a run would resume from",
@@ -93,6 +94,7 @@ def add_recovery_commands(sub: Any) -> None:
         "--new-recovery-dir", metavar="DIR", help="the copy (default NEWDIR/recovery)"
     )
     rep.add_argument("--processes", type=int, metavar="N", help="default: as the original run")
+    return [snaps, rep]
 
 
 def recovery_command(args: argparse.Namespace) -> int:
@@ -181,6 +183,6 @@ def replay(args: argparse.Namespace) -> int:
         f"({copy.checkpoints} checkpoint(s)); {copied} output file prefix(es) copied "
         f"from {source.out_dir}"
     )
-    run(cfg)
+    run(cfg, console=ConsoleOptions.of(args))
     print(f"check it with: streamjoin validate {out_dir}")
     return 0
