@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from dataflows.outputs import read_rows
+from dataflows.validate.reading import ExpectedDeadLetter
 from dataflows.validate.report import FindingCollector
-from dataflows.validate.run_file import SideInputs
 from dataflows.validate.tables import eid_bytes
 from joins import SIDES
 
@@ -74,18 +74,11 @@ def _raw_matches(row: dict[str, Any], got: bytes, want: bytes, want_len: int) ->
     return ""
 
 
-def check_invalid(check: FindingCollector, root: Path, db: Any, sides: tuple[SideInputs, ...],
-                  srcs: list[tuple[int, int]], stats: dict[str, int]) -> None:
-    """Compare the run's ``invalid/`` rows with the dead letters validate found
-    (``srcs[src]`` is the side number and file index of input file ``src``)."""
-    expected: dict[tuple[str, str, int], tuple[str, bytes, int]] = {}
+def check_invalid(check: FindingCollector, root: Path, letters: list[ExpectedDeadLetter],
+                  stats: dict[str, int]) -> None:
+    """Compare the run's ``invalid/`` rows with the dead letters validate found."""
+    expected = {(d.side, d.partition, d.offset): d for d in letters}
     key: tuple[str, str, int]
-    for side, src, off, problem, t, b, size in db.execute(
-            "SELECT side, src, off, problem, t, b, size FROM bad").fetchall():
-        raw = base64.b64decode(b) if b is not None else (t or "").encode()
-        s, index = srcs[src]
-        key = (SIDES[side], sides[s].partition(index), int(off))
-        expected[key] = (problem, raw, len(raw) if size is None else int(size))
     seen: Counter[tuple[str, str, int]] = Counter()
     extra: list[str] = []
     differs: list[str] = []
@@ -98,15 +91,15 @@ def check_invalid(check: FindingCollector, root: Path, db: Any, sides: tuple[Sid
         if key not in expected or seen[key] > 1:
             extra.append(f"{where}: {row.get('reason')!r} (no such dead letter expected)")
             continue
-        problem, want, want_len = expected[key]
+        want = expected[key]
         try:
-            why = _raw_matches(row, _row_raw(row), want, want_len)
+            why = _raw_matches(row, _row_raw(row), want.raw, want.raw_bytes)
         except ValueError as exc:
             why = str(exc)
         if why:
-            differs.append(f"{where} ({problem}): {why}")
-    missing = [f"{k[0]} {k[1]} offset {k[2]}: {p} | {_preview(raw)}"
-               for k, (p, raw, _n) in sorted(expected.items()) if k not in seen]
+            differs.append(f"{where} ({want.problem}; the run: {row.get('reason')!r}): {why}")
+    missing = [f"{d.side} {d.partition} offset {d.offset}: {d.problem} | {_preview(d.raw)}"
+               for k, d in expected.items() if k not in seen]
     stats["invalid rows"] = n_rows
     check.add("missing_invalid", len(missing), missing)
     check.add("extra_invalid", len(extra), extra)

@@ -215,12 +215,19 @@ def _multi_line(buf: _Lines, i: int, first: CsvMachine, ncols: int) -> tuple[int
             return n, ""
 
 
-def stage_csv(writer: StageWriter, src: int, handle: IO[bytes], path: str) -> CsvFile:
-    """Stage the records of a CSV file (see the module docstring)."""
+def stage_csv(writer: StageWriter, src: int, handle: IO[bytes], path: str,
+              needed: tuple[str, ...]) -> CsvFile:
+    """Stage the records of a CSV file (see the module docstring); its header
+    must name every column in ``needed`` (the run would have refused it)."""
     head = handle.readline()
     if not head:
         return CsvFile(())
     header = read_header(head, path)
+    missing = [f for f in needed if f not in header]
+    if missing:
+        msg = (f"csv header of {path!r} has no column {missing[0]!r} "
+               f"(columns: {', '.join(header) or 'none'})")
+        raise ValidationError(msg)
     buf = _Lines(handle, len(head))
     i = 0
     while buf.have(i):
