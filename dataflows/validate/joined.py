@@ -4,10 +4,13 @@ JSON Lines output files are read with ``read_json_objects``; Avro output files
 are first rewritten as JSON Lines (fastavro, through
 :func:`dataflows.outputs.read_file_rows`). Each row gives ``id, kind, key,
 lts, rts`` and the content fingerprints ``lfp``/``rfp`` of its records
-(``hash(json(record))``, as :mod:`dataflows.validate.records` computes them for
-the inputs; NULL for a missing side), and ``file``, the index of its output
-file. A row that lacks a field, or whose times are not integers, is reported
-(``malformed_joined_row``) and left out of ``a``.
+(the hash of the record's JSON as ``json_extract`` normalises it, the same as
+``json()`` gives, which is how :mod:`dataflows.validate.records` fingerprints the
+inputs; NULL for a missing side), and ``file``, the index of its output
+file. A row that DuckDB cannot read as JSON (say, one holding an unpaired
+surrogate escape such as ``"\ud800"``, which is no Unicode text), lacks a field
+or has times that are not integers is reported (``malformed_joined_row``) and
+left out of ``a``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ SELECT file, v[1] ->> '$' AS id, v[2] ->> '$' AS kind, v[3] ->> '$' AS key,
 FROM (SELECT list_position(?::VARCHAR[], filename) - 1 AS file,
              json_extract(json, ['$.id', '$.kind', '$.key', '$.left', '$.right',
                                  '$.left_ts', '$.right_ts']) AS v
-      FROM read_json_objects(?, format='newline_delimited', filename=true))
+      FROM read_json_objects(?, format='newline_delimited', filename=true, ignore_errors=true))
 """
 _TS = "CASE WHEN json_type({v}) IN ('BIGINT', 'UBIGINT') THEN ({v})::VARCHAR::BIGINT END"
 _TS_OK = "({v} IS NOT NULL AND json_type({v}) IN ('BIGINT', 'UBIGINT', 'NULL'))"
@@ -82,6 +85,7 @@ def load_joined(db: Any, tmp: Path, files: list[Path], check: FindingCollector,
     names = [p.name for p in files]
     check.add("malformed_joined_row", n_bad,
               [f"{names[f]}: row id {i!r} lacks a field or has a non-integer time"
+               if i is not None else f"{names[f]}: a row that is not JSON DuckDB reads"
                for f, i in bad])
     db.execute("DROP TABLE a0")
     stats["joined rows"] = int(total)

@@ -216,3 +216,17 @@ def test_ids_computed_by_validate_are_the_join_cores(
     assert pair_id(key, lts, leid, rts, reid) == match_id(left, right)
     assert row_id(0, key, lts, leid) == unmatched_id(left)
     assert row_id(1, key, rts, reid) == unmatched_id(right)
+
+
+def test_a_joined_row_duckdb_cannot_read_is_a_finding(left_run: Path, tmp_path: Path) -> None:
+    run = _copy(left_run, tmp_path)
+
+    def edit(lines: list[str]) -> list[str]:  # an unpaired surrogate escape: no Unicode text
+        row = json.loads(lines[5])
+        row["key"] = "\ud800"
+        return [*lines[:5], json.dumps(row), *lines[6:]]
+
+    _rewrite(run / "joined" / "part-0.jsonl", edit)
+    report = validate(run)
+    assert {"malformed_joined_row", "missing_row"} <= report.problems()
+    assert main([str(run)]) == 1
