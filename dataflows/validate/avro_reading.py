@@ -55,6 +55,10 @@ SYNC_SIZE: Final = 16
 #: How much of a whole unreadable file its dead letter holds (1 MiB).
 RAW_LIMIT_BYTES: Final = 1 << 20
 
+#: JSON encoders built once (``json.dumps`` with options builds one per call).
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
 _CODECS: Final[dict[str, Callable[[bytes], bytes] | None]] = {
     "null": None,
     "deflate": lambda data: zlib.decompress(data, -15),
@@ -230,7 +234,7 @@ def _stage_blocks(writer: StageWriter, src: int, data: Any, head: _Header, write
                   schema: Any, time_field: str) -> None:
     decompress = _CODECS[head.codec]
     unit = timestamp_unit(writer_schema, time_field)
-    dumps = json.dumps
+    canonical, compact = _canonical, _compact
     index = 0
     for block in _blocks(data, head, min_record_bytes(writer_schema)):
         raw_block = bytes(data[block.start : block.end])
@@ -254,8 +258,6 @@ def _stage_blocks(writer: StageWriter, src: int, data: Any, head: _Header, write
             continue
         records, starts = decoded
         for i, datum in enumerate(records):
-            canon = dumps(datum, sort_keys=True, separators=(",", ":"))
             writer.record(src, index + i, plain[starts[i] : starts[i + 1]], AVRO_RECORD,
-                          eid=eid_of(canon.encode()), x=unit,
-                          text=dumps(datum, separators=(",", ":")))
+                          eid=eid_of(canonical(datum).encode()), x=unit, text=compact(datum))
         index += count

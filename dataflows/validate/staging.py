@@ -101,7 +101,7 @@ class StageWriter:
         else:
             t, b = b"", base64.b64encode(raw)
         self._rows.append(b"%d\x1f%d\x1f%d\x1f%d\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\n" % (
-            src, off, eid, kind, t, b, _one_line(x), b"" if n is None else b"%d" % n,
+            src, off, eid, kind, t, b, _one_line(x) if x else b"", b"" if n is None else b"%d" % n,
             b"" if size is None else b"%d" % size))
         self.count += 1
         if len(self._rows) >= 10_000:
