@@ -100,10 +100,13 @@ def test_a_stray_quote_costs_its_line_alone(tmp_path: Path) -> None:
 
 
 def test_a_quote_open_past_the_bound_or_the_end(tmp_path: Path) -> None:
+    # Unbounded, the quote would close on the line `end",5` and make one record of
+    # three columns out of all the lines before it.
     lines = [b'0,"open,0'] + [f"{i},k{i},{i}".encode() for i in range(1, MAX_RECORD_LINES + 20)]
-    data = b"id,key,ts\n" + b"\n".join(lines) + b"\n" + b'9,"open at the end,9'
+    data = (b"id,key,ts\n" + b"\n".join(lines) + b'\nend",5\n'
+            + b'9,"open at the end,9')
     events, dead = _read(tmp_path / "in.csv", data)
-    assert [d.raw for d in dead.values()] == [b'0,"open,0', b'9,"open at the end,9']
+    assert [d.raw for d in dead.values()] == [b'0,"open,0', b'end",5', b'9,"open at the end,9']
     assert len(events) == MAX_RECORD_LINES + 19
 
 
