@@ -13,12 +13,16 @@ follow (issue 10):
   (offset 0; its first :data:`RAW_LIMIT_BYTES` bytes, the file's length as
   ``raw_bytes``);
 - a block is **intact** when its count and size read as non-negative, its data
-  ends inside the file and is followed by the sync marker, and its count is at
-  most size / the fewest bytes a record takes. A block that is not is **damage**
+  ends inside the file and is followed by the sync marker, and its count
+  **fits**: at most size / the fewest bytes a record takes (for records that can
+  take no bytes, at most a million per byte). A block that is not is **damage**
   up to the end of its declared extent if that is the end of the file or an
   intact block starts there, else up to the next sync marker (included), else
-  to the end of the file: one dead letter holding those bytes, offset = the
-  next record index, which it advances by **one**;
+  to the end of the file: one dead letter holding those bytes (its first
+  :data:`RAW_LIMIT_BYTES`, ``raw_bytes`` the full length), offset = the next
+  record index, which it advances by its count when the damage is exactly its
+  declared extent (only the sync marker was wrong) and the count fits, else by
+  one;
 - an intact block whose data does not decompress, or whose ``count`` records
   do not decode from exactly its bytes, is damage too: one dead letter of the
   block's bytes (sync marker included), advancing the index by its count;
@@ -52,7 +56,8 @@ from dataflows.validate.staging import AVRO_RECORD, BROKEN, StageWriter, eid_of
 
 MAGIC: Final = b"Obj\x01"
 SYNC_SIZE: Final = 16
-#: How much of a whole unreadable file its dead letter holds (1 MiB).
+#: How much of a damaged stretch, or a whole unreadable file, its dead letter
+#: holds (1 MiB).
 RAW_LIMIT_BYTES: Final = 1 << 20
 
 #: JSON encoders built once (``json.dumps`` with options builds one per call).
@@ -137,13 +142,15 @@ def _header(data: Any) -> _Header:
 @dataclass(frozen=True)
 class _Block:
     """Bytes ``start..end``: an intact block (``data`` its compressed data) or,
-    with ``why``, damage."""
+    with ``why``, damage taking ``indexes`` record indexes."""
 
     start: int
     end: int
     count: int | None
     data: tuple[int, int] = (0, 0)
     why: str = ""
+    fits: bool = False
+    indexes: int = 1
 
 
 def _block_at(data: Any, pos: int, head: _Header, min_bytes: int) -> _Block:
@@ -159,11 +166,14 @@ def _block_at(data: Any, pos: int, head: _Header, min_bytes: int) -> _Block:
     end = p + nbytes + SYNC_SIZE
     if end > size:
         return _Block(pos, -1, count, why="size runs past the end of the file")
+    # A record that can take no bytes fits any number of times; past a million
+    # a byte the count is damage, not data.
+    fits = count <= (nbytes // min_bytes if min_bytes else (nbytes + 1) << 20)
     if data[end - SYNC_SIZE : end] != head.sync:
-        return _Block(pos, end, count, why="no sync marker where the block ends")
-    if min_bytes and count > nbytes // min_bytes:
+        return _Block(pos, end, count, why="no sync marker where the block ends", fits=fits)
+    if not fits:
         return _Block(pos, end, count, why="more records than its size holds")
-    return _Block(pos, end, count, (p, p + nbytes))
+    return _Block(pos, end, count, (p, p + nbytes), fits=True)
 
 
 def _blocks(data: Any, head: _Header, min_bytes: int) -> Iterator[_Block]:
@@ -179,7 +189,8 @@ def _blocks(data: Any, head: _Header, min_bytes: int) -> Iterator[_Block]:
         declared = block.end
         if declared >= 0 and (declared == size
                               or not _block_at(data, declared, head, min_bytes).why):
-            yield _Block(pos, declared, block.count, why=block.why)
+            span = block.count if block.fits and block.count else 1
+            yield _Block(pos, declared, block.count, why=block.why, indexes=span)
             pos = declared
             continue
         marker = data.find(head.sync, pos)
@@ -237,11 +248,14 @@ def _stage_blocks(writer: StageWriter, src: int, data: Any, head: _Header, write
     canonical, compact = _canonical, _compact
     index = 0
     for block in _blocks(data, head, min_record_bytes(writer_schema)):
-        raw_block = bytes(data[block.start : block.end])
+        # A dead letter keeps a damaged stretch's first bytes (it may run to the
+        # end of a large file) and says how long it was.
+        kept = bytes(data[block.start : min(block.end, block.start + RAW_LIMIT_BYTES)])
+        length = block.end - block.start
         if block.why:
-            writer.record(src, index, raw_block, BROKEN, x=f"avro: damaged block ({block.why})",
-                          n=block.count)
-            index += 1
+            writer.record(src, index, kept, BROKEN, x=f"avro: damaged block ({block.why})",
+                          n=block.count, size=length)
+            index += block.indexes
             continue
         count = block.count or 0
         packed = bytes(data[block.data[0] : block.data[1]])
@@ -252,8 +266,8 @@ def _stage_blocks(writer: StageWriter, src: int, data: Any, head: _Header, write
         else:
             decoded = _records(plain, count, schema)
         if isinstance(decoded, str):
-            writer.record(src, index, raw_block, BROKEN, x=f"avro: damaged block ({decoded})",
-                          n=count)
+            writer.record(src, index, kept, BROKEN, x=f"avro: damaged block ({decoded})",
+                          n=count, size=length)
             index += count
             continue
         records, starts = decoded

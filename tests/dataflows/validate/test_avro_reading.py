@@ -146,7 +146,7 @@ def test_a_broken_record_costs_its_block(tmp_path: Path, codec: str) -> None:
     assert n2 == 3
 
 
-def test_a_wrong_sync_marker_costs_its_block_and_one_index(tmp_path: Path) -> None:
+def test_a_wrong_sync_marker_costs_its_block(tmp_path: Path) -> None:
     path = tmp_path / "in.avro"
     _write(path, [_record(f"k{i}", i) for i in range(9)], blocks=3)
     _, (start, end, _n), _ = _blocks(path)
@@ -156,7 +156,34 @@ def test_a_wrong_sync_marker_costs_its_block_and_one_index(tmp_path: Path) -> No
     events, dead = read_inputs((_side(path),))
     (bad,) = dead
     assert (bad.offset, bad.raw) == (3, bytes(data[start:end]))
-    assert [e.offset for e in events] == [0, 1, 2, 4, 5, 6]  # the damage counted as one
+    assert [e.offset for e in events] == [0, 1, 2, 6, 7, 8]  # its count held: 3 indexes
+
+
+def test_a_count_that_cannot_fit_is_damage_of_one_index(tmp_path: Path) -> None:
+    path = tmp_path / "in.avro"
+    _write(path, [_record(f"k{i}", i) for i in range(9)], blocks=3)
+    _, (start, end, n), _ = _blocks(path)
+    data = bytearray(path.read_bytes())
+    assert data[start] == 2 * n  # the count, a one-byte zig-zag varint
+    data[start] = 2 * 63  # 63 records of at least 14 bytes cannot fit in the block
+    path.write_bytes(bytes(data))
+    events, dead = read_inputs((_side(path),))
+    (bad,) = dead
+    assert (bad.offset, bad.raw) == (3, bytes(data[start:end]))
+    assert [e.offset for e in events] == [0, 1, 2, 4, 5, 6]  # an untrusted count: one index
+
+
+def test_a_long_damaged_stretch_keeps_its_first_mib(tmp_path: Path) -> None:
+    path = tmp_path / "in.avro"
+    _write(path, [_record("k", 0)])
+    (start, _end, _n), = _blocks(path)
+    data = path.read_bytes()[:start] + b"\x02" + b"\xff" * (2 << 20)  # no sync marker follows
+    path.write_bytes(data)
+    events, dead = read_inputs((_side(path),))
+    (bad,) = dead
+    assert not events
+    assert (bad.offset, bad.raw, bad.raw_bytes) == (0, data[start:start + (1 << 20)],
+                                                    len(data) - start)
 
 
 @pytest.mark.parametrize("damage", ["header", "codec"])
