@@ -177,7 +177,8 @@ def test_the_cli_run_with_an_ambiguous_key_fails_validation(tmp_path: Path) -> N
     patch = tmp_path / "patch"
     patch.mkdir()
     (patch / "sitecustomize.py").write_text(_SITECUSTOMIZE)
-    env = {**os.environ, "PYTHONPATH": str(patch), "STREAMJOIN_TEST_KEY_SEPARATOR": "|"}
+    path = os.pathsep.join(p for p in (str(patch), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "STREAMJOIN_TEST_KEY_SEPARATOR": "|"}
     out = tmp_path / "out"
     cli = [sys.executable, "-m", "dataflows.cli"]
     run = subprocess.run(
