@@ -11,6 +11,7 @@ counters every shard and source left in ``OUT/.stats/`` into ``OUT/run.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -40,7 +41,7 @@ from dataflows.console import (
 )
 from dataflows.errors import RunError
 from dataflows.lifetime import WorkerProcesses, die_with_parent, stop_signals
-from dataflows.sinks import OUTPUT_KINDS, config_path
+from dataflows.sinks import OUTPUT_KINDS, Executions, config_path
 from dataflows.sinks import prepare_out_dir as prepare_out_dir  # moved there; re-exported
 from joins import JoinCounters, StreamJoinError
 
@@ -76,11 +77,18 @@ def _free_ports(n: int) -> list[int]:
 class _Sampler(threading.Thread):
     """Samples the RSS of the worker processes and the state's bytes on disk."""
 
-    def __init__(self, pids: list[int], state_dir: str, interval_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        pids: list[int],
+        state_dir: str,
+        interval_s: float = 0.25,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self._pids = pids
         self._state_dir = state_dir
         self._interval_s = interval_s
+        self._tick = tick
         self._halt = threading.Event()
         self.peak_rss_bytes = 0
         self.peak_state_bytes = 0
@@ -90,6 +98,8 @@ class _Sampler(threading.Thread):
     def run(self) -> None:
         while not self._halt.wait(self._interval_s):
             self.sample()
+            if self._tick is not None:
+                self._tick()
 
     def sample(self) -> None:
         rss = sum(_rss_bytes(pid) for pid in self._pids)
@@ -197,6 +207,7 @@ def run(
 def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -> RunResult:
     from dataflows.metrics import ProgressWatch, check_metrics_ports
     from dataflows.recovering import begin
+    from dataflows.sinks import ExecutionRecord, input_verdict, read_executions
 
     check_metrics_ports(cfg)
     # From here on a SIGTERM, SIGINT or SIGHUP stops every process of the run
@@ -206,6 +217,7 @@ def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -
         workers = WorkerProcesses(debug=console.debug)
         sampler = _Sampler([], cfg.state_dir)
         watch: ProgressWatch | None = None
+        record: ExecutionRecord | None = None
         started = datetime.now(UTC)
         t0 = time.monotonic()
         try:
@@ -213,9 +225,13 @@ def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -
                 echo(session.describe())
             stop.check()
             if session.needs_workers:
+                record = ExecutionRecord(cfg.out_dir, session.mode)
+                record.write()
                 warn_implausible_times(cfg)
                 _start_workers(cfg, workers, console)
-            sampler = _Sampler(workers.pids, cfg.state_dir)
+            sampler = _Sampler(
+                workers.pids, cfg.state_dir, tick=None if record is None else record.tick
+            )
             sampler.start()
             if console.progress and session.needs_workers:
                 watch = ProgressWatch(
@@ -239,9 +255,21 @@ def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -
                 sampler.stop()
             workers.stop()
             session.end()
+            if record is not None:  # also when stopped or failed: the time counts
+                with contextlib.suppress(OSError):
+                    record.write()
         stop.check()
     elapsed_s = time.monotonic() - t0
-    summary = summarize(cfg, elapsed_s, started, sampler.peak_state_bytes, sampler.peak_rss_bytes)
+    if record is not None:
+        record.write(_without_linger(elapsed_s, started, _metrics_endpoints(cfg)))
+    summary = summarize(
+        cfg,
+        elapsed_s,
+        started,
+        sampler.peak_state_bytes,
+        sampler.peak_rss_bytes,
+        executions=read_executions(cfg.out_dir),
+    )
     if session.summary() is not None:
         summary["recovery"] = session.summary()
     with open(os.path.join(cfg.out_dir, "run.json"), "w", encoding="utf-8") as f:
@@ -250,6 +278,12 @@ def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -
         # Everything was evicted at end of input; recovery (#4) will keep it.
         shutil.rmtree(cfg.state_dir, ignore_errors=True)
     echo(format_summary(summary))
+    # After the outputs and the summary: what the counters say about the inputs.
+    verdict = input_verdict(summary, cfg.max_invalid_fraction)
+    for note in verdict.notes:
+        _log.warning("%s", note)
+    if verdict.failures:
+        raise RunError("; ".join(verdict.failures))
     return RunResult(cfg.out_dir, summary)
 
 
@@ -259,8 +293,14 @@ def summarize(
     started: datetime,
     peak_state_bytes: int,
     peak_rss_bytes: int,
+    *,
+    executions: Executions | None = None,
 ) -> dict[str, Any]:
-    """``run.json``: the run's parameters and the sum of all final counters."""
+    """``run.json``: the run's parameters and the sum of all final counters.
+
+    ``elapsed_s`` is this execution's; with ``executions`` (a resumed run's,
+    :mod:`dataflows.sinks.executions`) the throughput is the records of all of
+    them over their active time, and their number and the resumes are given."""
     from dataflows.sinks import run_stats
 
     counters = JoinCounters()
@@ -279,6 +319,11 @@ def summarize(
     records_in = sum(read.values()) + sum(invalid.values())
     endpoints = _metrics_endpoints(cfg)
     elapsed_s = _without_linger(elapsed_s, started, endpoints)
+    active_s = elapsed_s
+    count, resumes = 1, 0
+    if executions is not None and executions.count:
+        active_s = max(executions.active_s, 0.001)
+        count, resumes = executions.count, executions.resumes
     spec = cfg.spec
     return {
         "version": RUN_JSON_VERSION,
@@ -304,7 +349,10 @@ def summarize(
         "started_at": started.isoformat(),
         "finished_at": (started + timedelta(seconds=elapsed_s)).isoformat(),
         "elapsed_s": round(elapsed_s, 3),
-        "events_per_s": round(records_in / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+        "executions": count,
+        "resumes": resumes,
+        "active_s": round(active_s, 3),
+        "events_per_s": round(records_in / active_s, 1) if active_s > 0 else 0.0,
         "peak_state_bytes": max(peak_state_bytes, shard_peaks),
         "peak_rss_bytes": peak_rss_bytes,
         "outputs": {k: os.path.join(cfg.out_dir, k) for k in OUTPUT_KINDS},
@@ -328,6 +376,18 @@ def _without_linger(elapsed_s: float, started: datetime, endpoints: list[dict[st
     return max(0.001, min(elapsed_s, max(ends) - started.timestamp()))
 
 
+def _over(s: dict[str, Any]) -> str:
+    """How the throughput of a run of several executions was measured."""
+    count = int(s.get("executions", 1))
+    if count <= 1:
+        return ""
+    resumes = int(s.get("resumes", 0))
+    return (
+        f" over {s['active_s']:,.1f} s active in {count} executions "
+        f"({resumes} resume{'' if resumes == 1 else 's'})"
+    )
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """The human summary printed at the end of a run."""
     c = s["counters"]
@@ -349,7 +409,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  duplicates     left {left['duplicates']:>10,}   right {right['duplicates']:>10,}",
         f"  invalid        left {c['invalid']['left']:>10,}   right {c['invalid']['right']:>10,}",
         f"  retained       left {left['retained']:>10,}   right {right['retained']:>10,}",
-        f"  throughput     {s['events_per_s']:,.0f} events/s",
+        f"  throughput     {s['events_per_s']:,.0f} events/s{_over(s)}",
         f"  peak state     {s['peak_state_bytes'] / mib:,.1f} MiB on disk;"
         f" peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB ({rss_of})",
         f"  outputs        {s['outputs']['joined']}/  late/  invalid/  and run.json",

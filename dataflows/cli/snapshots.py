@@ -178,6 +178,12 @@ def replay(args: argparse.Namespace) -> int:
         for name in os.listdir(old_stats):
             if name.startswith(STATS_PREFIX):
                 shutil.copyfile(os.path.join(old_stats, name), os.path.join(new_stats, name))
+    # The time the original executions worked counts in the replay's throughput.
+    old_run = os.path.join(source.out_dir, ".run")
+    if os.path.isdir(old_run):
+        for name in os.listdir(old_run):
+            if name.startswith("execution-") and name.endswith(".json"):
+                shutil.copyfile(os.path.join(old_run, name), os.path.join(out_dir, ".run", name))
     print(
         f"replay: epoch {copy.resume_epoch} of {args.recovery_dir} copied to {new_rec} "
         f"({copy.checkpoints} checkpoint(s)); {copied} output file prefix(es) copied "

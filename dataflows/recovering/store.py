@@ -174,12 +174,14 @@ def check_writable(cfg: RunConfig) -> None:
     under a file. Looks at the nearest existing directory, so it runs before
     anything is created (``--out`` naming a file is refused by the output
     directory's own check, as a usage error)."""
+    out = Path(cfg.out_dir).absolute()
+    out_is_a_file = out.exists() and not out.is_dir()
     for flag, path in (
         ("--out", cfg.out_dir),
         ("--state-dir", cfg.state_dir),
         ("--recovery-dir", cfg.recovery_dir),
     ):
-        if not path:
+        if not path or (out_is_a_file and Path(path).absolute().is_relative_to(out)):
             continue
         problem = _unwritable(Path(path).absolute())
         if problem is not None:
