@@ -446,7 +446,9 @@ def worker_main(argv: list[str] | None = None) -> int:
         if args.report_fd >= 0:
             configure_reports(args.report_fd, places_of(cfg))
         _work(cfg, args.process_id, args.addresses)
-    except Exception as exc:
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # also pyo3's PanicException, a BaseException
         failure = report_failure(exc)
         anticipated = failure is not None and failure.anticipated
         level = logging.ERROR if args.debug or not anticipated else logging.DEBUG
