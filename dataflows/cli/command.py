@@ -65,8 +65,8 @@ examples:
   # the same keys in a config file (TOML or JSON); flags override it
   streamjoin run --config join.toml --out out2
 
-Durations: an integer number of milliseconds or terms like 250ms, 5s, 30m, 2h,
-1h30m; a negative bound needs '=', e.g. --lower=-10s. A pair (l, r) matches when
+Durations need a unit: 250ms, 5s, 30m, 2h, 1h30m (a bare number is refused, but
+0 is fine); a negative bound needs '=', e.g. --lower=-10s. A pair (l, r) matches when
 l.key == r.key and l.ts + lower <= r.ts <= l.ts + upper.
 
 Sizes (--state-memory): bytes, or an integer with K, M, G or T, optionally

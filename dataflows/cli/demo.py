@@ -136,6 +136,7 @@ def demo_command(args: argparse.Namespace) -> int:
             "metrics_port": getattr(args, "metrics_port", None),
             "metrics_host": getattr(args, "metrics_host", None),
             "metrics_linger": getattr(args, "metrics_linger", None),
+            "progress_interval": getattr(args, "progress_interval", None),
         }
     )
     print(f"[2/3] left join, 30 minute window, {args.processes} processes -> {cfg.out_dir}/")

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from dataflows.config import RunConfig
+from dataflows.config import RunConfig, parse_duration
 from dataflows.console import ConsoleOptions
 from dataflows.errors import ConfigError
 
@@ -149,6 +149,9 @@ def replay(args: argparse.Namespace) -> int:
         processes=args.processes or source.processes,
         metrics_port=None if source.metrics_port is None else 0,
     )
+    if getattr(args, "progress_interval", None):
+        interval = parse_duration(args.progress_interval)
+        cfg = replace(cfg, progress_interval_ms=interval)
     write_config(cfg)  # marks NEWDIR as this run's (dataflows.sinks.out_dir)
     copy = copy_for_replay(args.recovery_dir, new_rec, epoch=args.epoch)
     ext = _EXT[source.output_format]
