@@ -47,7 +47,7 @@ from dataflows.recovering.store import (
     view_has_executions,
 )
 from dataflows.shards import shard_names
-from dataflows.sinks import check_out_dir, prepare_out_dir, write_config
+from dataflows.sinks import check_out_dir, config_path, prepare_out_dir, write_config
 from joins.watermark import WM_MAX
 from recovery.errors import RecoveryError
 from recovery.gc import PeriodicCleanup, collect_garbage
@@ -160,16 +160,23 @@ def refuse_grown_inputs_of_ended_run(
     raise ConfigError(msg)
 
 
+def _recorded_out_dir(config_file: Path) -> str | None:
+    try:
+        return os.path.abspath(str(json.loads(config_file.read_text("utf-8"))["out_dir"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def refuse_another_out_dir(cfg: RunConfig) -> None:
     """A store's outputs are in the ``--out`` it ran with: a resume continues
     them from the snapshot's positions, so another ``--out`` would miss all that
-    was written before (ConfigError, one line, with the ways out)."""
-    try:
-        text = (Path(cfg.recovery_dir) / RUN_CONFIG_NAME).read_text("utf-8")
-        previous = os.path.abspath(str(json.loads(text)["out_dir"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # a new store, or one that never recorded it
-    if previous == cfg.out_dir:
+    was written before (ConfigError, one line, with the ways out). A copy of
+    that directory (moved or copied with the store: its ``.run/config.json``
+    names the same ``--out``) is the same outputs, and accepted."""
+    previous = _recorded_out_dir(Path(cfg.recovery_dir) / RUN_CONFIG_NAME)
+    if previous is None or previous == cfg.out_dir:
+        return  # a new store, or one that never recorded it; the same --out
+    if _recorded_out_dir(Path(config_path(cfg.out_dir))) == previous:
         return
     msg = (
         f"the recovery directory {cfg.recovery_dir} holds a run whose outputs are in "
