@@ -35,7 +35,10 @@ free), ``metrics_host`` (default 127.0.0.1), ``metrics_linger`` (a duration,
 default 30s: the most a scraped process waits at the end for the scrape of its
 final counts; 0: never), ``recovery_dir``, ``backup_interval`` (a duration),
 ``resume_epoch`` (an epoch of the recovery store to resume at, instead of its
-latest) and ``read_delay`` (a duration; testing only).
+latest), ``read_delay`` (a duration; testing only), ``progress_interval`` (a
+duration, default 10s: how often a run off a terminal logs its progress) and
+``max_invalid_fraction`` (default 0.5: a side with a larger share of invalid
+records fails the run).
 """
 
 from __future__ import annotations
@@ -98,6 +101,8 @@ KEYS = (
     "backup_interval",
     "read_delay",
     "resume_epoch",
+    "progress_interval",
+    "max_invalid_fraction",
 )
 #: Old names still read from config files (and flag destinations).
 ALIASES = {"epoch_interval": "snapshot_interval"}
@@ -112,6 +117,7 @@ _DURATIONS = (
     "metrics_linger",
     "backup_interval",
     "read_delay",
+    "progress_interval",
 )
 DEFAULTS: dict[str, Any] = {
     "format": "jsonl",
@@ -140,6 +146,8 @@ DEFAULTS: dict[str, Any] = {
     "backup_interval": "0",
     "read_delay": "0",
     "resume_epoch": 0,
+    "progress_interval": "10s",
+    "max_invalid_fraction": 0.5,
 }
 #: Input formats by file extension (when no format is set).
 EXTENSION_FORMATS: dict[str, Format] = {
@@ -385,6 +393,16 @@ def _int(name: str, value: object) -> int:
         raise ConfigError(msg) from None
 
 
+def _fraction(name: str, value: object) -> float:
+    if isinstance(value, bool):
+        value = repr(value)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        msg = f"{flag_of(name)} must be a fraction from 0 to 1 (0.5: half), got {value!r}"
+        raise ConfigError(msg) from None
+
+
 def _input_config(resolved: Mapping[str, Setting], side: Side) -> InputConfig:
     paths = expand_paths(side, resolved[side].value)
     own = {name: _side_setting(resolved, side, name) for name in SIDE_SETTINGS}
@@ -468,6 +486,8 @@ def config_of(resolved: Mapping[str, Setting]) -> RunConfig:
         backup_interval_ms=durations["backup_interval"],
         read_delay_ms=durations["read_delay"],
         resume_epoch=_int("resume_epoch", merged["resume_epoch"]),
+        progress_interval_ms=durations["progress_interval"],
+        max_invalid_fraction=_fraction("max_invalid_fraction", merged["max_invalid_fraction"]),
     )
 
 
@@ -502,6 +522,8 @@ def effective_settings(
         "backup_interval": format_duration(cfg.backup_interval_ms),
         "read_delay": format_duration(cfg.read_delay_ms),
         "resume_epoch": cfg.resume_epoch or None,
+        "progress_interval": format_duration(cfg.progress_interval_ms),
+        "max_invalid_fraction": cfg.max_invalid_fraction,
     }
     rows: list[tuple[str, Any, str]] = []
     for key in KEYS:
@@ -545,8 +567,8 @@ def format_settings(rows: list[tuple[str, Any, str]]) -> str:
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int | float):
+        return repr(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return json.dumps(str(value), ensure_ascii=False)

@@ -13,7 +13,10 @@ time, and how a run serves it.
   letters;
 - :mod:`~dataflows.metrics.server`: serving ``/metrics`` over HTTP;
   :mod:`~dataflows.metrics.wiring`: one bundle and one endpoint per process of
-  a run.
+  a run;
+- :mod:`~dataflows.metrics.status`: each worker's progress in a small status
+  file; :mod:`~dataflows.metrics.watch`: the parent's progress line drawn from
+  them (live on a terminal, logged otherwise).
 
 Every metric, its query and its dashboard panel: ``grafana/README.md``.
 """
@@ -32,6 +35,8 @@ from dataflows.metrics.server import (
     process_port,
     serve_metrics,
 )
+from dataflows.metrics.status import StatusWriter, read_statuses, status_path
+from dataflows.metrics.watch import ProgressWatch, RunProgress, aggregate, format_progress
 from dataflows.metrics.wiring import (
     ProcessMetrics,
     check_metrics_ports,
@@ -47,13 +52,20 @@ __all__ = [
     "JoinMetrics",
     "MetricsServer",
     "ProcessMetrics",
+    "ProgressWatch",
+    "RunProgress",
     "StateCollector",
+    "StatusWriter",
+    "aggregate",
     "check_bindable",
     "check_metrics_ports",
+    "format_progress",
     "host_port",
     "process_port",
     "read_endpoints",
+    "read_statuses",
     "reason_class",
     "serve_metrics",
     "source_observer",
+    "status_path",
 ]

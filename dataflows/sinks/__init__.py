@@ -8,13 +8,19 @@ counters every shard and source partition reports.
   run's files (only those);
 - :mod:`~dataflows.sinks.stats`: :class:`StatsSink` and
   :class:`ExecutionStatsSink` (recovering runs) write the final counters to
-  ``OUT/.stats/``; :func:`run_stats` reads them back for ``run.json``.
+  ``OUT/.stats/``; :func:`run_stats` reads them back for ``run.json``;
+- :mod:`~dataflows.sinks.executions`: each execution's time, so that a
+  resumed run's summary counts all of them;
+- :mod:`~dataflows.sinks.verdict`: what the final counters say about the
+  inputs (a side's invalid share against ``--max-invalid-fraction``, a side
+  without valid events).
 
 The records they write are built in :mod:`dataflows.outputs`.
 """
 
 from __future__ import annotations
 
+from dataflows.sinks.executions import ExecutionRecord, Executions, read_executions
 from dataflows.sinks.files import RowFileSink
 from dataflows.sinks.out_dir import (
     OUTPUT_KINDS,
@@ -31,16 +37,22 @@ from dataflows.sinks.stats import (
     run_stats,
     stats_dir,
 )
+from dataflows.sinks.verdict import InputVerdict, input_verdict
 
 __all__ = [
     "OUTPUT_KINDS",
     "STATS_PREFIX",
+    "ExecutionRecord",
     "ExecutionStatsSink",
+    "Executions",
+    "InputVerdict",
     "RowFileSink",
     "StatsSink",
     "check_out_dir",
     "config_path",
+    "input_verdict",
     "prepare_out_dir",
+    "read_executions",
     "read_stats",
     "run_stats",
     "stats_dir",

@@ -2,8 +2,9 @@
 each batch stamped with its partition's watermark mark.
 
 - :mod:`~dataflows.sources.marks`: :class:`SourceBatch`, what every read of a
-  partition yields, and :class:`MarkStamper`, the partition's watermark report
-  and heartbeat schedule;
+  partition yields (with :class:`PartitionRead`, how far it has read), and
+  :class:`MarkStamper`, the partition's watermark report and heartbeat
+  schedule;
 - :mod:`~dataflows.sources.files`: :class:`FileSource`, the files of both sides
   (decoded by :mod:`dataflows.inputs`), and :class:`FilePosition`, a file
   partition's resume state;
@@ -14,7 +15,7 @@ each batch stamped with its partition's watermark mark.
 from __future__ import annotations
 
 from dataflows.sources.files import FilePartition, FilePosition, FileSource, source_format
-from dataflows.sources.marks import Clock, MarkStamper, SourceBatch, wall_ms
+from dataflows.sources.marks import Clock, MarkStamper, PartitionRead, SourceBatch, wall_ms
 from dataflows.sources.throttle import ThrottledSource, throttled
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "FilePosition",
     "FileSource",
     "MarkStamper",
+    "PartitionRead",
     "SourceBatch",
     "ThrottledSource",
     "source_format",
