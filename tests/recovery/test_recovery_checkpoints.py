@@ -33,7 +33,7 @@ def ev(side: str, key: str, ts: int) -> Event:
 
 def fill(store: RocksStore, n: int, start: int = 0) -> None:
     for i in range(start, start + n):
-        store.insert(ev("left", f"k{i % 97}", i), False, i + 10**9)
+        store.insert(ev("left", f"k{i % 97}", i), False)
         if i % 5000 == 4999:
             store.commit()
     store.commit()
@@ -51,7 +51,7 @@ def test_take_and_restore_give_an_independent_clone(tmp_path: Path, budget: Memo
     assert ref.startswith("s1/000000000001-")
     before = digest(ckpts.path_of(ref))
     # Later writes to the live store never reach the checkpoint.
-    live.evict("left", 2**62, 100_000)
+    live.evict("left", 2**62, 100_000, False)
     live.commit()
     assert live.count("left") == 0
     # Restore: a clone, whatever a crashed execution left in the work dir.
@@ -62,7 +62,7 @@ def test_take_and_restore_give_an_independent_clone(tmp_path: Path, budget: Memo
     clone = RocksStore(path, budget)
     assert clone.count("left") == 3000
     fill(clone, 500, start=10_000)
-    clone.evict("left", 2**62, 100)
+    clone.evict("left", 2**62, 100, False)
     clone.close()
     assert digest(ckpts.path_of(ref)) == before
     sst = next(ckpts.path_of(ref).glob("*.sst"))

@@ -27,7 +27,7 @@ def ev(side: str, key: str, ts: int) -> Event:
 def fill(store: RocksStore, n: int, start: int = 0, side: str = "left") -> list[Event]:
     events = [ev(side, f"k{i % 50}", i) for i in range(start, start + n)]
     for i, e in enumerate(events):
-        store.insert(e, False, e.ts + 10)
+        store.insert(e, False)
         if i % 1000 == 999:
             store.commit()
     return events
@@ -49,7 +49,7 @@ def test_checkpoint_commits_pending_and_clone_is_independent(
     assert clone.count("left") == 2500
     assert clone.contains_many(events[-3:]) == [True] * 3
     # writing to the clone leaves the checkpoint and the source untouched
-    clone.evict("left", 2**62, 10_000)
+    clone.evict("left", 2**62, 10_000, False)
     fill(clone, 100, start=10_000)
     clone.commit()
     clone.close()
@@ -57,7 +57,7 @@ def test_checkpoint_commits_pending_and_clone_is_independent(
     assert src.count("left") == 2500
     assert len(src.scan("left", "k0", 0, 10**6)) == 50
     # and the source's later writes do not reach the checkpoint
-    src.evict("left", 2**62, 10_000)
+    src.evict("left", 2**62, 10_000, False)
     src.commit()
     src.close()
     assert digest(ckpt) == before
@@ -120,7 +120,7 @@ def test_checkpoint_links_table_files_instead_of_copying(
 
 
 def test_stats_and_properties(tmp_path: Path, budget: MemoryBudget) -> None:
-    with RocksStore(tmp_path / "db", budget) as store:
+    with RocksStore(tmp_path / "db", budget, bucket_ms=10) as store:
         empty = store.stats()
         assert dict(empty.entries) == {"left": 0, "right": 0}
         assert dict(empty.oldest_ts_ms) == {"left": None, "right": None}
@@ -130,10 +130,11 @@ def test_stats_and_properties(tmp_path: Path, budget: MemoryBudget) -> None:
         assert dict(st.entries) == {"left": 300, "right": 20}
         assert dict(st.oldest_ts_ms) == {"left": 100, "right": -50}
         store.commit()
-        store.evict("left", 100 + 10 + 5, 100)  # bounds 110..114 go
-        assert store.stats().oldest_ts_ms["left"] == 105
+        store.evict("left", 115, 100, False)  # bucket 10 (times 100..109) goes
+        assert store.stats().oldest_ts_ms["left"] == 110
         store.commit()
-        assert store.stats().oldest_ts_ms["left"] == 105
+        assert store.stats().oldest_ts_ms["left"] == 110
+        assert store.stats().entries["left"] == 290
         assert store.stats().disk_bytes > 0
         props = store.rocksdb_properties()
         for name in (
@@ -143,3 +144,7 @@ def test_stats_and_properties(tmp_path: Path, budget: MemoryBudget) -> None:
             "rocksdb.is-write-stopped",
         ):
             assert isinstance(props[name], int)
+    with RocksStore(tmp_path / "db", budget) as reopened:  # counts and oldest persisted
+        assert reopened.bucket_ms == 10
+        assert dict(reopened.stats().entries) == {"left": 290, "right": 20}
+        assert dict(reopened.stats().oldest_ts_ms) == {"left": 110, "right": -50}
