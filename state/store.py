@@ -74,6 +74,10 @@ class StoredEntry(Entry):
         self.db_key = db_key
 
 
+def _db_key(entry: StoredEntry) -> bytes:
+    return entry.db_key
+
+
 class _Bucket:
     """A live bucket of one side: its entry count, the earliest event time ever
     stored in it (for stats) and where a chunked eviction of it stopped."""
@@ -312,32 +316,55 @@ class RocksStore:
         live = self._live[side]
         width = self.bucket_ms
         i = bisect_left(live, lo_ts // width)
+        n = len(live)
         last = hi_ts // width
-        rows: list[Entry] = []
-        while i < len(live) and live[i] <= last:
-            rows.extend(self._scan_bucket(side, live[i], key, lo_ts, hi_ts))
-            i += 1
-        return rows
-
-    def _scan_bucket(
-        self, side: Side, bucket: int, key: str, lo_ts: int, hi_ts: int
-    ) -> list[StoredEntry]:
-        prefix = self._head(side, bucket) + self._body(key)
-        plen = len(prefix)
-        lower, upper = layout.scan_bounds(prefix, lo_ts, hi_ts)
-        pending, flagged = self._pending, self._flagged
-        rows: list[StoredEntry] = []
+        if i == n or live[i] > last:
+            return []
+        body = self._bodies.get(key)
+        if body is None:
+            body = self._bodies[key] = layout.key_body(key)
+        lo_b, hi_b = layout.scan_bounds(b"", lo_ts, hi_ts)
+        heads = self._heads[side]
+        pending = self._pending_by_prefix
         it = self._iterator()
-        it.seek(lower)
+        rows: list[StoredEntry] = []
+        while i < n:
+            bucket = live[i]
+            if bucket > last:
+                break
+            i += 1
+            head = heads.get(bucket)
+            if head is None:
+                head = self._head(side, bucket)
+            prefix = head + body
+            lower = prefix + lo_b
+            upper = prefix + hi_b
+            it.seek(lower)
+            # most buckets hold no entry of the key: the prefix bloom filter
+            # answered, and the iterator is past the range (or invalid)
+            if it.valid() and it.key() < upper:
+                self._read_range(it, side, key, prefix, upper, rows)
+            mine = pending.get(prefix) if pending else None
+            if mine:
+                self._merge_pending(mine, lower, upper, prefix, rows)
+        return rows  # type: ignore[return-value]  # (list is invariant)
+
+    def _read_range(
+        self, it: Any, side: Side, key: str, prefix: bytes, upper: bytes, rows: list[StoredEntry]
+    ) -> None:
+        """Append the entries from the iterator's position up to ``upper``."""
+        plen = len(prefix)
+        flagged = self._flagged
         decode = self.codec.decode_parts
         unpack = layout.decode_time
+        first = len(rows)
         while it.valid():
             k: bytes = it.key()
             if k >= upper:
                 break
             value: bytes = it.value()
             if not value:  # the flag of the entry just read: it has matched
-                if rows:
+                if len(rows) > first:
                     rows[-1].matched = True
             else:
                 partition, offset, record, text = decode(value)
@@ -346,19 +373,26 @@ class RocksStore:
                 matched = value[0] & 1 == 1 or (bool(flagged) and k in flagged)
                 rows.append(StoredEntry(event, matched, k))
             it.next()
-        mine = self._pending_by_prefix.get(prefix)
-        if not mine:
-            return rows
+
+    def _merge_pending(
+        self, mine: list[bytes], lower: bytes, upper: bytes, prefix: bytes, rows: list[StoredEntry]
+    ) -> None:
+        """Add the overlay's entries ``mine`` of ``prefix`` within ``[lower, upper)``
+        to the rows of that bucket (the last ones of ``rows``), keeping key order."""
+        pending = self._pending
         fresh = [
             StoredEntry(self._pending_events[k], is_matched(pending[k]), k)
             for k in mine
             if lower <= k < upper
         ]
         if not fresh:
-            return rows
-        rows.extend(fresh)
-        rows.sort(key=lambda e: e.db_key)
-        return rows
+            return
+        start = len(rows)
+        while start > 0 and rows[start - 1].db_key.startswith(prefix):
+            start -= 1
+        mixed = rows[start:] + fresh
+        mixed.sort(key=_db_key)
+        rows[start:] = mixed
 
     def insert(self, event: Event, matched: bool) -> None:
         """Retain ``event`` (not present yet) in its bucket."""
