@@ -49,6 +49,32 @@ def open_store(path: Path, budget: MemoryBudget, bucket_ms: int | None) -> Any:
     return RocksStore(path, budget)
 
 
+class WriteCounter:
+    """Counts the operations (puts, deletes, range deletes) a store writes."""
+
+    def __init__(self) -> None:
+        self.ops = 0
+
+    def attach(self, store: Any) -> None:
+        if hasattr(store, "_write"):  # one WriteBatch per _write call
+            real = store._write
+
+            def counted(batch: Any) -> None:
+                self.ops += batch.len()
+                real(batch)
+
+            store._write = counted
+        else:  # the layout-1 store: its overlay and two count keys per commit
+            real_commit = store.commit
+
+            def counted_commit() -> None:
+                if store._pending:
+                    self.ops += len(store._pending) + 2
+                real_commit()
+
+            store.commit = counted_commit
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="a run_bench data directory")
@@ -82,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         for i in range(args.shards)
     ]
+    writes = WriteCounter()
+    for j in joiners:
+        writes.attach(j.store)
     max_ts: dict[str, int] = {}
     pairs = unmatched = late = peak_retained = 0
 
@@ -132,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         f"join CPU {cpu:.1f} s ({cpu / n_events * 1e6:.1f} us/event; "
         f"close {cpu - cpu_join:.1f} s), wall {wall:.1f} s, {n_events / wall:,.0f} events/s; "
         f"pairs {pairs:,}, unmatched {unmatched:,}, late {late:,}; bucket_ms {bucket_ms}; "
-        f"peak retained {peak_retained:,}; disk after close {disk / MIB:,.0f} MiB"
+        f"peak retained {peak_retained:,}; disk after close {disk / MIB:,.0f} MiB; "
+        f"RocksDB write ops {writes.ops:,} ({writes.ops / n_events:.2f} per event)"
     )
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
