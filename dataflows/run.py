@@ -40,6 +40,7 @@ from dataflows.console import (
     setup_logging,
 )
 from dataflows.errors import RunError
+from dataflows.hotpath import hot_path
 from dataflows.lifetime import WorkerProcesses, die_with_parent, stop_signals
 from dataflows.sinks import OUTPUT_KINDS, Executions, config_path
 from dataflows.sinks import prepare_out_dir as prepare_out_dir  # moved there; re-exported
@@ -210,6 +211,8 @@ def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -
     from dataflows.sinks import ExecutionRecord, input_verdict, read_executions
 
     check_metrics_ports(cfg)
+    hot = hot_path()  # the summary and run.json say it; a pure or stale one is warned of now
+    (_log.debug if hot.is_compiled else _log.warning)("hot path: %s", hot.describe())
     # From here on a SIGTERM, SIGINT or SIGHUP stops every process of the run
     # (dataflows.lifetime): workers first, then the quiescent clean-up.
     with stop_signals() as stop:
@@ -270,6 +273,7 @@ def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -
         sampler.peak_rss_bytes,
         executions=read_executions(cfg.out_dir),
     )
+    summary["hot_path"] = hot.to_json()
     if session.summary() is not None:
         summary["recovery"] = session.summary()
     with open(os.path.join(cfg.out_dir, "run.json"), "w", encoding="utf-8") as f:
@@ -414,6 +418,10 @@ def format_summary(s: dict[str, Any]) -> str:
         f" peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB ({rss_of})",
         f"  outputs        {s['outputs']['joined']}/  late/  invalid/  and run.json",
     ]
+    hot = s.get("hot_path")
+    if hot is not None:  # absent from run.json files of earlier versions
+        how = "compiled (mypyc)" if hot["compiled"] else "STALE" if hot["stale"] else "pure Python"
+        lines.append(f"  hot path       {how}, {hot['modules']} modules")
     endpoints = s.get("metrics") or []
     if endpoints:
         urls = "  ".join(e["url"] for e in endpoints)

@@ -145,6 +145,10 @@ class RocksStore:
         self._flagged: set[bytes] = set()
         self._dirty: dict[tuple[Side, int], _Bucket] = {}
         self._bodies: dict[str, bytes] = {}
+        #: ``WriteBatch`` writes and the operations in them (puts, deletes, range
+        #: deletes) since the store was opened: what the layout costs in writes.
+        self.batches_written = 0
+        self.ops_written = 0
         self._heads: dict[Side, dict[int, bytes]] = {s: {} for s in SIDES}
         self._buckets: dict[Side, dict[int, _Bucket]] = {s: {} for s in SIDES}
         #: Live bucket numbers per side, ascending.
@@ -577,6 +581,8 @@ class RocksStore:
         if batch.is_empty():
             return
         self._drop_iterators()
+        self.batches_written += 1
+        self.ops_written += batch.len()
         try:
             self._db.write(batch, self._write_options)
         except Exception as exc:  # rocksdict raises plain Exception for RocksDB errors

@@ -37,8 +37,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from dataflows.errors import InputError
-from dataflows.inputs.fields import BadRecord, Invalid, SourceFormat, key_of, time_to_ms
+from dataflows.inputs.fields import BadRecord, Invalid, key_of, time_to_ms
 from dataflows.inputs.lines import read_lines
+from dataflows.inputs.source_format import SourceFormat
 from joins import Event, Side, content_id
 from joins.spec import MAX_TS_MS
 

@@ -28,15 +28,9 @@ import json
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from dataflows.inputs.fields import (
-    BadRecord,
-    Invalid,
-    SourceFormat,
-    json_type_name,
-    key_of,
-    ts_of,
-)
+from dataflows.inputs.fields import BadRecord, Invalid, json_type_name, key_of, ts_of
 from dataflows.inputs.lines import read_lines
+from dataflows.inputs.source_format import SourceFormat
 from joins import Event, Side, content_id
 from joins.spec import MAX_TS_MS, MIN_TS_MS
 
