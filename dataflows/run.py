@@ -16,6 +16,7 @@ import gc
 import json
 import logging
 import os
+import random
 import shutil
 import socket
 import sys
@@ -62,6 +63,46 @@ class RunResult:
 
 
 def _free_ports(n: int) -> list[int]:
+    """``n`` ports on 127.0.0.1 free now, for the workers to listen on.
+
+    They are drawn below the kernel's ephemeral range: a port the kernel hands
+    out (``bind`` to port 0, or the local end of any outgoing connection on the
+    machine) could be taken again by someone else between this check and the
+    worker's own ``bind``, which failed a run with "Address already in use"
+    under load. Below that range only a program asking for that very port can
+    take it."""
+    low, _high = _ephemeral_range()
+    floor = 10_000
+    if low - floor < 1_000:  # an unusual range: fall back to the kernel's choice
+        return _kernel_ports(n)
+    rng = random.SystemRandom()
+    ports: list[int] = []
+    while len(ports) < n:
+        port = rng.randrange(floor, low)
+        if port not in ports and _bindable(port):
+            ports.append(port)
+    return ports
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            low, high = (int(v) for v in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _kernel_ports(n: int) -> list[int]:
     socks = []
     try:
         for _ in range(n):
