@@ -62,7 +62,7 @@ class RunResult:
         return JoinCounters.from_dict(self.summary["counters"])
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     """``n`` ports on 127.0.0.1 free now, for the workers to listen on.
 
     They are drawn below the kernel's ephemeral range: a port the kernel hands
@@ -199,7 +199,7 @@ def _start_workers(cfg: RunConfig, workers: WorkerProcesses, console: ConsoleOpt
     if cfg.processes == 1:
         addresses = ""
     else:
-        addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(cfg.processes))
+        addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(cfg.processes))
     # Workers write their log lines as they come: the parent relays them.
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     for i in range(cfg.processes):

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 import dataflows.run as run_module
-from dataflows.run import _ephemeral_range, _free_ports
+from dataflows.run import _ephemeral_range, free_ports
 
 
 def test_worker_ports_are_distinct_free_and_below_the_ephemeral_range() -> None:
@@ -16,7 +16,7 @@ def test_worker_ports_are_distinct_free_and_below_the_ephemeral_range() -> None:
     # worker's bind (CI once failed with "Address already in use").
     low, _ = _ephemeral_range()
     for _ in range(20):
-        ports = _free_ports(4)
+        ports = free_ports(4)
         assert len(set(ports)) == 4
         assert all(10_000 <= p < low for p in ports)
         for p in ports:
@@ -42,7 +42,7 @@ def test_a_port_in_use_is_never_given(monkeypatch: pytest.MonkeyPatch) -> None:
         taken = {s.getsockname()[1] for s in held}
         assert len(taken) > 20
         for _ in range(200):
-            ports = run_module._free_ports(2)
+            ports = run_module.free_ports(2)
             assert all(10_000 <= p < 11_000 for p in ports)
             assert not taken & set(ports)
     finally:

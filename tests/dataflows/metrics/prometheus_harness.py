@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from dataflows.run import free_ports
+
 REPO = Path(__file__).resolve().parents[3]
 DASHBOARDS = REPO / "grafana" / "dashboards"
 
@@ -37,10 +39,12 @@ def prometheus_binary() -> str:
     cmd = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:  # a new machine's package lists may be missing or old
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=900,
-                       check=False)
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
-                              check=False)
+        subprocess.run(
+            ["apt-get", "update"], env=env, capture_output=True, timeout=900, check=False
+        )
+        done = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
     found = shutil.which("prometheus")
     if not found:
         tail = (done.stderr or done.stdout)[-500:]
@@ -49,9 +53,8 @@ def prometheus_binary() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below the ephemeral range (as the run picks its workers')."""
+    return free_ports(1)[0]
 
 
 def free_port_range(n: int, attempts: int = 50) -> int:
