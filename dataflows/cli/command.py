@@ -85,12 +85,19 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         "--left-format, --right-key-field and so on set one side (and win over the shared "
         "flag).",
     )
-    src.add_argument("--left", metavar="PATH", help="left input (impressions): file, dir or glob")
-    src.add_argument("--right", metavar="PATH", help="right input (plays): file, dir or glob")
+    src.add_argument(
+        "--left", metavar="PATH|URL",
+        help="left input (impressions): file, dir or glob, or kafka://HOST:PORT[,HOST:PORT]/TOPIC",
+    )
+    src.add_argument(
+        "--right", metavar="PATH|URL",
+        help="right input (plays): file, dir or glob, or kafka://HOST:PORT[,HOST:PORT]/TOPIC",
+    )
     src.add_argument(
         "--format",
         choices=INPUT_FORMATS,
-        help="input format (default: by extension, .csv .jsonl .ndjson .json .avro; else jsonl)",
+        help="input format (default: by extension, .csv .jsonl .ndjson .json .avro; else jsonl); "
+        "for a Kafka topic its values' format: jsonl (JSON, the default) or avro (Confluent Avro)",
     )
     src.add_argument(
         "--key-field",
@@ -159,6 +166,48 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     from dataflows.cli.snapshots import add_recovery_flags
 
     add_recovery_flags(p)
+    add_kafka_flags(p)
+
+
+def add_kafka_flags(p: argparse.ArgumentParser) -> None:
+    """The Kafka flags of ``run`` (docs/kafka.md)."""
+    k = p.add_argument_group(
+        "Kafka (--left/--right kafka://HOST:PORT[,HOST:PORT]/TOPIC; see docs/kafka.md)"
+    )
+    k.add_argument(
+        "--kafka-config", action="append", metavar="KEY=VALUE",
+        help="a librdkafka setting (security.protocol=SASL_SSL, sasl.password=...; "
+        "repeatable; wins over the config file's [kafka] table); schema.registry.KEY=VALUE "
+        "sets the Schema Registry client's KEY. Secrets are never shown",
+    )
+    k.add_argument(
+        "--schema-registry", metavar="URL",
+        help="Schema Registry for Confluent Avro values (inputs and outputs)",
+    )
+    k.add_argument("--left-schema", metavar="FILE",
+                   help="Avro reader schema of a Confluent Avro left topic (default: the "
+                   "latest schema of its registry subject TOPIC-value)")
+    k.add_argument("--right-schema", metavar="FILE", help="likewise for the right topic")
+    k.add_argument(
+        "--until-end", action="store_true", default=None,
+        help="read the Kafka inputs up to their end offsets at the first start, then end "
+        "(default: tail until stopped with SIGTERM or Ctrl-C; resume with --recovery-dir)",
+    )
+    k.add_argument(
+        "--out-kafka", metavar="URL",
+        help="send the outputs to topics kafka://HOST:PORT/PREFIX.joined, .late and .invalid "
+        "(which must exist); --out stays the local directory for run.json and counters",
+    )
+    for kind in ("joined", "late", "invalid"):
+        k.add_argument(f"--out-{kind}", metavar="URL",
+                       help=f"send the {kind} output to kafka://HOST:PORT/TOPIC")
+    k.add_argument(
+        "--kafka-delivery", choices=("transactional", "at-least-once"),
+        help="Kafka outputs: transactional (default: a transaction per shard and epoch, "
+        "committed once the epoch's snapshot is durable; consumers set "
+        "isolation.level=read_committed) or at-least-once (falls back to it when the "
+        "brokers refuse transactions and this flag is not given)",
+    )
 
 
 def add_metrics_flags(p: argparse.ArgumentParser) -> None:
