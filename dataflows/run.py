@@ -126,7 +126,11 @@ def _dir_bytes(path: str) -> int:
 
 
 def _start_workers(cfg: RunConfig) -> list[subprocess.Popen[bytes]]:
+    from dataflows.config.kafka_config import secrets_env
+
     config = _config_path(cfg.out_dir)
+    # Secret Kafka settings reach the workers in their environment, never in a file.
+    env = {**os.environ, **secrets_env(cfg.kafka)}
     if cfg.processes == 1:
         addresses = ""
     else:
@@ -143,7 +147,8 @@ def _start_workers(cfg: RunConfig) -> list[subprocess.Popen[bytes]]:
                 str(i),
                 "--addresses",
                 addresses,
-            ]
+            ],
+            env=env,
         )
         for i in range(cfg.processes)
     ]
@@ -177,8 +182,15 @@ def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
     """
     from dataflows.metrics import check_metrics_ports
     from dataflows.recovering import begin
+    from dataflows.sinks import prepare_kafka_outputs
+    from dataflows.sources import prepare_kafka_inputs
 
     check_metrics_ports(cfg)
+    # Kafka (issue 11): topics exist, reader schemas and delivery settled once.
+    cfg = prepare_kafka_inputs(cfg)
+    cfg, note = prepare_kafka_outputs(cfg)
+    if note:
+        echo(note)
     session = begin(cfg, prepare_out_dir)  # recovery (#4): init, resume or fresh
     if session.describe():
         echo(session.describe())
@@ -224,6 +236,7 @@ def summarize(
     read = {"left": 0, "right": 0}
     shard_peaks = 0
     shards_reported = 0
+    kafka_partitions: dict[str, Any] = {}
     for item in run_stats(cfg):  # with recovery: the newest execution's, per shard/source
         if item.get("kind") == "shard":
             counters.add(JoinCounters.from_dict(item))
@@ -232,6 +245,8 @@ def summarize(
         elif item.get("kind") == "source":
             invalid[item["side"]] += int(item["invalid"])
             read[item["side"]] += int(item["events"])
+            if "kafka" in item:
+                kafka_partitions[item["partition"]] = {"side": item["side"], **item["kafka"]}
     records_in = sum(read.values()) + sum(invalid.values())
     endpoints = _metrics_endpoints(cfg)
     elapsed_s = _without_linger(elapsed_s, started, endpoints)
@@ -263,9 +278,22 @@ def summarize(
         "events_per_s": round(records_in / elapsed_s, 1) if elapsed_s > 0 else 0.0,
         "peak_state_bytes": max(peak_state_bytes, shard_peaks),
         "peak_rss_bytes": peak_rss_bytes,
-        "outputs": {k: os.path.join(cfg.out_dir, k) for k in OUTPUT_KINDS},
+        "outputs": {k: _output(cfg, k) for k in OUTPUT_KINDS},
         "metrics": endpoints,
+        **({"kafka": _kafka_summary(cfg, kafka_partitions)}
+           if cfg.kafka_sides or cfg.kafka.outputs else {}),
     }
+
+
+def _output(cfg: RunConfig, kind: str) -> str:
+    url = cfg.kafka.output_url(kind)
+    return os.path.join(cfg.out_dir, kind) if url is None else str(url)
+
+
+def _kafka_summary(cfg: RunConfig, partitions: dict[str, Any]) -> dict[str, Any]:
+    """``run.json``'s ``kafka`` block: the Kafka settings (secrets redacted), and
+    per source partition its offsets and lag when it ended."""
+    return {**cfg.kafka.to_json(), "partitions": dict(sorted(partitions.items()))}
 
 
 def _metrics_endpoints(cfg: RunConfig) -> list[dict[str, Any]]:
@@ -310,11 +338,31 @@ def format_summary(s: dict[str, Any]) -> str:
         f" peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB ({rss_of})",
         f"  outputs        {s['outputs']['joined']}/  late/  invalid/  and run.json",
     ]
+    if "kafka" in s:
+        lines[-1:] = _kafka_lines(s)
     endpoints = s.get("metrics") or []
     if endpoints:
         urls = "  ".join(e["url"] for e in endpoints)
         lines.append(f"  metrics        {urls}  (one per process, while it ran)")
     return "\n".join(lines)
+
+
+def _kafka_lines(s: dict[str, Any]) -> list[str]:
+    """The summary's Kafka lines: where the outputs went, and the lag per side."""
+    kafka = s["kafka"]
+    outputs = "  ".join(f"{k}: {v}" for k, v in s["outputs"].items())
+    lines = [f"  outputs        {outputs}  (delivery {kafka['delivery']})"]
+    parts = kafka.get("partitions", {})
+    for side in ("left", "right"):
+        mine = [p for p in parts.values() if p.get("side") == side]
+        if mine:
+            records = sum(int(p.get("lag_records", 0)) for p in mine)
+            seconds = max(float(p.get("lag_seconds", 0.0)) for p in mine)
+            errors = sum(sum(p.get("client_errors", {}).values()) for p in mine)
+            lines.append(f"  kafka {side:5}    {len(mine)} partition(s), lag {records:,} "
+                         f"record(s), at most {seconds:,.1f} s behind; {errors} client "
+                         "error(s)")
+    return lines
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -330,7 +378,12 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--addresses", default="")
     args = parser.parse_args(argv)
     cfg = RunConfig.from_json(json.loads(Path(args.config).read_text(encoding="utf-8")))
+    from dataclasses import replace
+
+    from dataflows.config.kafka_config import with_secrets
     from dataflows.metrics import ProcessMetrics
+
+    cfg = replace(cfg, kafka=with_secrets(cfg.kafka, os.environ))
 
     # The join makes millions of short-lived objects that form no cycles (events,
     # pairs, output lines); the default gen-0 threshold (700) ran the cycle

@@ -33,7 +33,7 @@ from dataflows.kafka.clients import (
     topic_partitions,
     watermarks,
 )
-from dataflows.kafka.errors import KafkaClientError, RegistryError
+from dataflows.kafka.errors import KafkaClientError, NoSubject, RegistryError
 from dataflows.kafka.mock_cluster import MockCluster, MockClusterProcess, parse_topic_spec
 from dataflows.kafka.registry import SchemaRegistry, subject_of
 from dataflows.kafka.registry_server import LocalSchemaRegistry
@@ -48,6 +48,7 @@ __all__ = [
     "LocalSchemaRegistry",
     "MockCluster",
     "MockClusterProcess",
+    "NoSubject",
     "RegistryError",
     "SchemaRegistry",
     "is_kafka_url",

@@ -7,12 +7,20 @@ counters every shard and source partition reports.
   :class:`ExecutionStatsSink` (recovering runs) write the final counters to
   ``OUT/.stats/``; :func:`run_stats` reads them back for ``run.json``.
 
+- :mod:`~dataflows.sinks.kafka`: :class:`KafkaRowSink`, an output to a Kafka
+  topic (transactions per shard committed once their epoch is durable, the
+  records spooled by :mod:`~dataflows.sinks.kafka_spool` until then; or at
+  least once); :mod:`~dataflows.sinks.kafka_start`: the output topics and the
+  delivery, settled before a run starts (:func:`prepare_kafka_outputs`).
+
 The records they write are built in :mod:`dataflows.outputs`.
 """
 
 from __future__ import annotations
 
 from dataflows.sinks.files import RowFileSink
+from dataflows.sinks.kafka import KafkaRowPartition, KafkaRowSink, kafka_sink, ticks
+from dataflows.sinks.kafka_start import prepare_kafka_outputs
 from dataflows.sinks.stats import (
     STATS_PREFIX,
     ExecutionStatsSink,
@@ -25,9 +33,14 @@ from dataflows.sinks.stats import (
 __all__ = [
     "STATS_PREFIX",
     "ExecutionStatsSink",
+    "KafkaRowPartition",
+    "KafkaRowSink",
     "RowFileSink",
     "StatsSink",
+    "kafka_sink",
+    "prepare_kafka_outputs",
     "read_stats",
     "run_stats",
     "stats_dir",
+    "ticks",
 ]

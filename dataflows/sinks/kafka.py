@@ -69,6 +69,7 @@ import fastavro
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from dataflows.config import RunConfig
 from dataflows.errors import ConfigError
 from dataflows.inputs import Invalid
 from dataflows.inputs.confluent_wire import frame
@@ -91,6 +92,8 @@ DELIVERIES: tuple[Delivery, ...] = get_args(Delivery)
 KafkaOutputFormat = Literal["json", "confluent-avro"]
 KAFKA_OUTPUT_FORMATS: tuple[KafkaOutputFormat, ...] = get_args(KafkaOutputFormat)
 
+#: The spool of deferred commits, under a run's recovery directory.
+SPOOL_DIR = "kafka-spool"
 #: Called after each committed transaction with its ``txn`` label.
 CommitObserver = Callable[[str], None]
 
@@ -437,7 +440,9 @@ class KafkaRowSink(FixedPartitionedSink[list[Any], KafkaSinkPosition]):
         all_shards: Sequence[str],
         local_shards: Sequence[str],
         on_commit: CommitObserver | None = None,
+        on_build: Callable[[KafkaRowPartition], None] | None = None,
     ) -> None:
+        self._on_build = on_build
         self._kind: OutputKind = kind
         self._url = url
         self._settings = settings
@@ -472,4 +477,44 @@ class KafkaRowSink(FixedPartitionedSink[list[Any], KafkaSinkPosition]):
         part = KafkaRowPartition(self._kind, self._url, for_part, self._settings,
                                  self._options, self.encoder(), resume_state, self._on_commit)
         self.built[for_part] = part
+        if self._on_build is not None:
+            self._on_build(part)  # the metrics' client errors
         return part
+
+
+def kafka_sink(
+    cfg: RunConfig,
+    kind: OutputKind,
+    url: KafkaUrl,
+    all_shards: Sequence[str],
+    local_shards: Sequence[str],
+    on_build: Callable[[KafkaRowPartition], None] | None = None,
+) -> KafkaRowSink:
+    """The Kafka sink of output ``kind`` of a run: JSON or Confluent Avro values
+    as ``--output-format`` says; with transactions and a recovery directory,
+    deferred commits spooled under ``RECOVERY/kafka-spool``."""
+    kafka = cfg.kafka
+    transactional = kafka.delivery == "transactional"
+    spool = os.path.join(cfg.recovery_dir, SPOOL_DIR) if cfg.recovery_dir and transactional \
+        else None
+    options = KafkaSinkOptions(
+        value_format="confluent-avro" if cfg.output_format == "avro" else "json",
+        delivery="transactional" if transactional else "at-least-once",
+        registry_url=kafka.registry or None,
+        registry_conf=kafka.registry_conf(),
+        spool_dir=spool,
+    )
+    return KafkaRowSink(kind, url, kafka.client_settings(), options, all_shards, local_shards,
+                        on_build=on_build)
+
+
+def ticks(all_shards: Sequence[str]) -> Callable[[Any], list[tuple[str, list[Any]]]]:
+    """The flat-map from source batches to ticks: an empty batch for every
+    shard on each heartbeat (broadcast) batch, so that every shard's Kafka sink
+    partitions snapshot, and commit, in every epoch."""
+    empty: list[tuple[str, list[Any]]] = [(shard, []) for shard in all_shards]
+
+    def tick(batch: Any) -> list[tuple[str, list[Any]]]:
+        return list(empty) if batch.broadcast else []
+
+    return tick
