@@ -18,6 +18,8 @@ values is :mod:`dataflows.inputs.kafka_records`).
   (:class:`MockCluster`, :class:`MockClusterProcess`);
 - :mod:`~dataflows.kafka.produce`: records to a topic as JSON or Confluent Avro
   (tests, ``generate --to kafka://``);
+- :mod:`~dataflows.kafka.spool`: the records of a sink shard's transactions
+  on disk until each is committed, and the committed set (:func:`committed_labels`);
 - :mod:`~dataflows.kafka.dev`: a mock cluster and a registry to try things by
   hand (``streamjoin kafka-dev``);
 - :mod:`~dataflows.kafka.errors`: :class:`KafkaClientError`, :class:`RegistryError`.

@@ -9,7 +9,7 @@ counters every shard and source partition reports.
 
 - :mod:`~dataflows.sinks.kafka`: :class:`KafkaRowSink`, an output to a Kafka
   topic (transactions per shard committed once their epoch is durable, the
-  records spooled by :mod:`~dataflows.sinks.kafka_spool` until then; or at
+  records spooled by :mod:`dataflows.kafka.spool` until then; or at
   least once); :mod:`~dataflows.sinks.kafka_start`: the output topics and the
   delivery, settled before a run starts (:func:`prepare_kafka_outputs`).
 

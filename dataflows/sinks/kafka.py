@@ -24,7 +24,7 @@ its own producer. Every record carries:
   *deferred commits*): every shard has two producers with stable ids
   (:func:`transactional_id` ``+ ".0"`` and ``".1"``), used in turn. The first
   write of an epoch opens a transaction; the epoch's snapshot closes it (its
-  records, also written to the spool of :mod:`dataflows.sinks.kafka_spool`,
+  records, also written to the spool of :mod:`dataflows.kafka.spool`,
   are made durable) and the *next* snapshot commits it. Bytewax starts an
   epoch's input only once every earlier epoch's recovery snapshot is durable
   (its sources wait on the recovery writer's progress), so when a sink
@@ -82,9 +82,9 @@ from dataflows.kafka import (
     make_producer,
     subject_of,
 )
+from dataflows.kafka.spool import SpoolWriter, TxnSpool
 from dataflows.outputs import BUILDERS, PARSED_SCHEMAS, SCHEMAS, JoinedLineEncoder, OutputKind
 from dataflows.outputs.records import json_line
-from dataflows.sinks.kafka_spool import SpoolWriter, TxnSpool
 from joins import Late, Matched, Unmatched
 
 Delivery = Literal["transactional", "at-least-once"]
@@ -327,7 +327,7 @@ class KafkaRowPartition(StatefulSinkPartition[list[Any], KafkaSinkPosition]):
                    "the epoch again")
             raise KafkaClientError(msg) from exc
         if self._spool is not None:
-            self._spool.mark_committed(txn.seq)
+            self._spool.mark_committed(txn.seq, txn.label)
         self.committed.append(txn.label)
         if self._on_commit is not None:
             self._on_commit(txn.label)

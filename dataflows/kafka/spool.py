@@ -11,7 +11,11 @@ here. One directory per output topic and shard holds:
   produced and made durable (``fsync``) when the epoch closes;
 - ``committed``: the highest ``seq`` whose commit the broker acknowledged,
   replaced atomically after each commit (a resume reads it to tell a committed
-  transaction from an aborted one); spool files up to it are deleted.
+  transaction from an aborted one); spool files up to it are deleted;
+- ``committed.log``: the ``txn`` label of every committed transaction, a line
+  each (:data:`COMMITTED_LOG`): the committed set, for readers that cannot rely
+  on ``read_committed`` (librdkafka's mock cluster shows aborted records) and
+  for ``streamjoin validate``.
 
 Record framing (big-endian): ``u32`` key length (``0xFFFFFFFF``: no key), the
 key, ``u32`` value length (``0xFFFFFFFF``: no value), the value, ``u16``
@@ -26,12 +30,13 @@ import struct
 from collections.abc import Iterator
 from typing import IO
 
-from dataflows.kafka import KafkaClientError
+from dataflows.kafka.errors import KafkaClientError
 
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _NONE = 0xFFFFFFFF
 COMMITTED = "committed"
+COMMITTED_LOG = "committed.log"
 
 #: One spooled record: key, value, headers.
 SpooledRecord = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
@@ -75,6 +80,17 @@ class SpoolWriter:
             self._fo = None
         if os.path.exists(self.path):
             os.remove(self.path)
+
+
+def committed_labels(spool_root: str) -> set[str]:
+    """The ``txn`` labels of every committed transaction under a spool root
+    (``RECOVERY/kafka-spool``: one directory per topic and shard)."""
+    labels: set[str] = set()
+    for folder, _dirs, files in os.walk(spool_root):
+        if COMMITTED_LOG in files:
+            with open(os.path.join(folder, COMMITTED_LOG), encoding="utf-8") as f:
+                labels.update(line.strip() for line in f if line.strip())
+    return labels
 
 
 def _read_exact(fo: IO[bytes], n: int, path: str) -> bytes:
@@ -139,9 +155,11 @@ class TxnSpool:
         except FileNotFoundError:
             return 0
 
-    def mark_committed(self, seq: int) -> None:
-        """Record that transaction ``seq`` is committed (atomic and durable), and
-        delete the spool files up to it."""
+    def mark_committed(self, seq: int, label: str) -> None:
+        """Record that transaction ``seq`` (``label``) is committed (atomic and
+        durable), and delete the spool files up to it."""
+        with open(os.path.join(self.directory, COMMITTED_LOG), "a", encoding="utf-8") as log:
+            log.write(label + "\n")
         final = os.path.join(self.directory, COMMITTED)
         tmp = final + ".tmp"
         with open(tmp, "w", encoding="ascii") as f:
