@@ -32,6 +32,7 @@ PROG = "streamjoin"
 _MAIN_EPILOG = """\
 examples:
   streamjoin demo --out demo-out          generate ~1M events, join with 2 processes, validate
+  streamjoin kafka-dev                    a Kafka (mock) and a Schema Registry to try, until Ctrl-C
   streamjoin generate --out data --impressions 100000 --keys 20000
   streamjoin run --left data/impressions.jsonl --right data/plays.jsonl --out out
   streamjoin validate out                 check out/ against the batch join of the inputs
@@ -50,6 +51,11 @@ examples:
 
   # the same keys in a config file (TOML or JSON); flags override it
   streamjoin run --config join.toml --out out2
+
+  # Kafka topics to the end offsets at start, outputs to topics (see docs/kafka.md)
+  streamjoin run --left kafka://127.0.0.1:9092/demo.impressions \\
+      --right kafka://127.0.0.1:9092/demo.plays --until-end \\
+      --out-kafka kafka://127.0.0.1:9092/demo.out --out out-kafka
 
 Durations: an integer number of milliseconds or terms like 250ms, 5s, 30m, 2h,
 1h30m; a negative bound needs '=', e.g. --lower=-10s. A pair (l, r) matches when
@@ -250,11 +256,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example:\n  streamjoin generate --out data --impressions 100000 --keys 20000 "
         "--seed 7 --partitions 2\n",
     )
-    gen.add_argument("--out", required=True, metavar="DIR")
+    gen.add_argument("--out", metavar="DIR", help="where the files go (required without --to)")
     gen.add_argument("--format", choices=INPUT_FORMATS, default="jsonl")
     from dataflows.cli.demo import add_generator_flags
+    from dataflows.cli.kafka_commands import add_generate_kafka_flags, add_kafka_dev_command
 
     add_generator_flags(gen)
+    add_generate_kafka_flags(gen)
 
     run = sub.add_parser(
         "run",
@@ -276,6 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     from dataflows.cli.snapshots import add_recovery_commands
 
     add_recovery_commands(sub)
+    add_kafka_dev_command(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -331,8 +340,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return recovery_command(args)
         if args.command == "generate":
             from dataflows.cli.demo import generate_command
+            from dataflows.cli.kafka_commands import generate_to_kafka
 
+            if args.to:
+                return generate_to_kafka(args)
+            if not args.out:
+                msg = "generate needs --out DIR (files) or --to kafka://HOST:PORT/PREFIX"
+                raise ConfigError(msg)
             return generate_command(args)
+        if args.command == "kafka-dev":
+            from dataflows.cli.kafka_commands import kafka_dev_command
+
+            return kafka_dev_command(args)
         from dataflows.cli.demo import demo_command
 
         return demo_command(args)

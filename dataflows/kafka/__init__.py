@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataflows.kafka.clients import (
     ClientErrors,
+    ensure_topic,
     make_admin,
     make_consumer,
     make_producer,
@@ -53,6 +54,7 @@ __all__ = [
     "NoSubject",
     "RegistryError",
     "SchemaRegistry",
+    "ensure_topic",
     "is_kafka_url",
     "make_admin",
     "make_consumer",

@@ -59,6 +59,7 @@ from dataflows.kafka import (
     make_consumer,
     parse_kafka_url,
     topic_partitions,
+    watermarks,
 )
 from dataflows.kafka.settings import REDACTED
 from dataflows.kafka.spool import committed_labels
@@ -322,8 +323,13 @@ def _outputs(kind: str, url_text: str, folder: Path, settings: KafkaSettings,
     seen: dict[str, bytes | None] = {}
     duplicates = conflicts = uncommitted = 0
     examples: list[str] = []
+    deleted: list[str] = []
     with (folder / "rows.jsonl").open("w", encoding="utf-8") as fo:
         for partition in topic_partitions(settings, url.bootstrap, url.topic):
+            low = _low_watermark(settings, url.bootstrap, url.topic, partition)
+            if low > 0:
+                deleted.append(f"{url.topic}[{partition}]: records before offset {low} are "
+                               "gone (retention; librdkafka's mock cluster keeps 5 MiB)")
             for offset, value, headers in _read(settings, url.bootstrap, url.topic, partition,
                                                 OFFSET_BEGINNING, None):
                 if committed is not None and headers.get("txn") not in committed:
@@ -347,6 +353,15 @@ def _outputs(kind: str, url_text: str, folder: Path, settings: KafkaSettings,
     if committed is not None:
         stats[f"kafka {kind} uncommitted, left out"] = uncommitted
     check.add("kafka_conflicting_duplicate", conflicts, examples)
+    check.add("kafka_output_deleted", len(deleted), deleted)
+
+
+def _low_watermark(settings: KafkaSettings, bootstrap: str, topic: str, partition: int) -> int:
+    consumer = make_consumer(settings, bootstrap)
+    try:
+        return watermarks(consumer, topic, partition)[0]
+    finally:
+        consumer.close()
 
 
 def _row(value: bytes | None, registry: SchemaRegistry | None) -> dict[str, Any]:
