@@ -7,7 +7,9 @@ At the top, the dataflow itself and its launcher:
   logic per shard; :mod:`~dataflows.shards`: which shard owns a key and which
   worker a shard;
 - :mod:`~dataflows.run`: the worker processes of a run, ``run.json`` and the
-  summary; :mod:`~dataflows.errors`: this package's errors;
+  summary; :mod:`~dataflows.lifetime`: how they stop together (signals to the
+  parent, workers that die with it); :mod:`~dataflows.errors`: this package's
+  errors;
 - :mod:`~dataflows.generator` (with :mod:`~dataflows.progress`): synthetic
   impressions and plays.
 

@@ -8,6 +8,8 @@ dead letters. These classes are for whole inputs, flags and runs.
 
 from __future__ import annotations
 
+import signal
+
 from joins.errors import StreamJoinError
 
 
@@ -30,3 +32,16 @@ class ValidationError(StreamJoinError):
 class RunError(StreamJoinError):
     """A run could not complete: a worker process failed (its own error is
     printed above the message) or the run's outputs cannot be summarised."""
+
+
+class Stopped(StreamJoinError):
+    """A run was stopped by a signal (SIGTERM, SIGINT, SIGHUP) and every process
+    of it has exited; the command exits with :attr:`exit_code` (128 + signal)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name}: every process of the run has "
+            "exited (with --recovery-dir, run the same command again to resume)"
+        )

@@ -28,10 +28,12 @@ from typing import Any
 
 from dataflows.config import RunConfig
 from dataflows.errors import RunError
+from dataflows.lifetime import SignalStop, die_with_parent, stop_processes, stop_signals
+from dataflows.sinks import OUTPUT_KINDS, config_path
+from dataflows.sinks import prepare_out_dir as prepare_out_dir  # moved there; re-exported
 from joins import JoinCounters
 
 RUN_JSON_VERSION = 1
-OUTPUT_KINDS = ("joined", "late", "invalid")
 
 
 @dataclass(frozen=True)
@@ -44,24 +46,6 @@ class RunResult:
     @property
     def counters(self) -> JoinCounters:
         return JoinCounters.from_dict(self.summary["counters"])
-
-
-def _config_path(out_dir: str) -> str:
-    return os.path.join(out_dir, ".run", "config.json")
-
-
-def prepare_out_dir(cfg: RunConfig) -> None:
-    """Empty the outputs of an earlier run in ``cfg.out_dir`` and write the config."""
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    for name in (*OUTPUT_KINDS, ".stats", ".run"):
-        shutil.rmtree(os.path.join(cfg.out_dir, name), ignore_errors=True)
-    for name in OUTPUT_KINDS:
-        os.makedirs(os.path.join(cfg.out_dir, name))
-    if os.path.exists(os.path.join(cfg.out_dir, "run.json")):
-        os.remove(os.path.join(cfg.out_dir, "run.json"))
-    os.makedirs(os.path.dirname(_config_path(cfg.out_dir)))
-    with open(_config_path(cfg.out_dir), "w", encoding="utf-8") as f:
-        json.dump(cfg.to_json(), f, indent=2)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -125,49 +109,50 @@ def _dir_bytes(path: str) -> int:
     return total
 
 
-def _start_workers(cfg: RunConfig) -> list[subprocess.Popen[bytes]]:
+def _start_workers(cfg: RunConfig, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Start the worker processes, appending each to ``procs`` as soon as it runs
+    (so that whoever stops the run knows every one of them)."""
     from dataflows.config.kafka_config import secrets_env
 
-    config = _config_path(cfg.out_dir)
+    config = config_path(cfg.out_dir)
     # Secret Kafka settings reach the workers in their environment, never in a file.
     env = {**os.environ, **secrets_env(cfg.kafka)}
     if cfg.processes == 1:
         addresses = ""
     else:
         addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(cfg.processes))
-    return [
-        subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
-            [
-                sys.executable,
-                "-m",
-                "dataflows.run",
-                "worker",
-                config,
-                "--process-id",
-                str(i),
-                "--addresses",
-                addresses,
-            ],
-            env=env,
+    for i in range(cfg.processes):
+        procs.append(
+            subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+                [
+                    sys.executable,
+                    "-m",
+                    "dataflows.run",
+                    "worker",
+                    config,
+                    "--process-id",
+                    str(i),
+                    "--addresses",
+                    addresses,
+                    "--parent-pid",
+                    str(os.getpid()),
+                ],
+                env=env,
+            )
         )
-        for i in range(cfg.processes)
-    ]
 
 
-def _wait(procs: list[subprocess.Popen[bytes]]) -> None:
-    """Wait for all workers; if one fails, stop the others (the cluster is gone)."""
+def _wait(procs: list[subprocess.Popen[bytes]], stop: SignalStop) -> None:
+    """Wait for all workers, or for a stop signal. If one fails, the cluster is
+    gone: raise (the caller stops the others)."""
     pending = list(procs)
-    while pending:
+    while pending and stop.signum is None:
         for proc in list(pending):
             code = proc.poll()
             if code is None:
                 continue
             pending.remove(proc)
             if code != 0:
-                for other in pending:
-                    other.terminate()
-                for other in pending:
-                    other.wait()
                 index = procs.index(proc)
                 msg = f"worker process {index} failed with exit code {code} (see its errors above)"
                 raise RunError(msg)
@@ -191,23 +176,29 @@ def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
     cfg, note = prepare_kafka_outputs(cfg)
     if note:
         echo(note)
-    session = begin(cfg, prepare_out_dir)  # recovery (#4): init, resume or fresh
-    if session.describe():
-        echo(session.describe())
-    started = datetime.now(UTC)
-    t0 = time.monotonic()
-    procs = _start_workers(cfg) if session.needs_workers else []
-    sampler = _Sampler([p.pid for p in procs], cfg.state_dir)
-    sampler.start()
-    try:
-        _wait(procs)
-    finally:
-        sampler.stop()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        session.end()
+    # From here on a SIGTERM, SIGINT or SIGHUP stops every process of the run
+    # (dataflows.lifetime): workers first, then the quiescent clean-up.
+    with stop_signals() as stop:
+        session = begin(cfg)  # recovery (#4): init, resume or fresh
+        procs: list[subprocess.Popen[bytes]] = []
+        sampler = _Sampler([], cfg.state_dir)
+        started = datetime.now(UTC)
+        t0 = time.monotonic()
+        try:
+            if session.describe():
+                echo(session.describe())
+            stop.check()
+            if session.needs_workers:
+                _start_workers(cfg, procs)
+            sampler = _Sampler([p.pid for p in procs], cfg.state_dir)
+            sampler.start()
+            _wait(procs, stop)
+        finally:
+            if sampler.is_alive():
+                sampler.stop()
+            stop_processes(procs)
+            session.end()
+        stop.check()
     elapsed_s = time.monotonic() - t0
     summary = summarize(cfg, elapsed_s, started, sampler.peak_state_bytes, sampler.peak_rss_bytes)
     if session.summary() is not None:
@@ -376,7 +367,10 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("config")
     parser.add_argument("--process-id", type=int, required=True)
     parser.add_argument("--addresses", default="")
+    parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.parent_pid:
+        die_with_parent(args.parent_pid)
     cfg = RunConfig.from_json(json.loads(Path(args.config).read_text(encoding="utf-8")))
     from dataclasses import replace
 

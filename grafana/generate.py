@@ -202,11 +202,16 @@ OVERVIEW = Dashboard(
                 ),
                 Panel(
                     "Invalid input per second, by reason",
-                    "Is an upstream producer sending bad records, and what is wrong with them?",
+                    "Is an upstream producer sending bad records, and what is wrong with them "
+                    "(and are some so large that their dead letters keep only the first MiB)?",
                     (
                         q(
                             "sum by (stream, reason) (rate(streamjoin_invalid_events_total[5m]))",
                             "{{stream}} {{reason}}",
+                        ),
+                        q(
+                            "sum by (stream) (rate(streamjoin_invalid_raw_truncated_total[5m]))",
+                            "{{stream}} raw cut",
                         ),
                     ),
                     unit="ops",

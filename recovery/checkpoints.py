@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from recovery.errors import CheckpointMissingError, RecoveryError
+from recovery.errors import CheckpointMissingError, FilesystemMismatchError, RecoveryError
 from recovery.snapshot import check_shard_name, checkpoint_ref, parse_ref
 from state.errors import StateError
 from state.snapshot import clone_files
@@ -230,3 +230,48 @@ def _dir_bytes(path: Path) -> int:
     except FileNotFoundError:
         return 0
     return total
+
+
+def device_of(path: str | os.PathLike[str]) -> tuple[int, Path]:
+    """``st_dev`` of ``path``, or of its nearest existing ancestor when it does not
+    exist yet (a directory created there lands on that filesystem); and the path
+    that was looked at."""
+    probe = Path(os.path.abspath(path))
+    while True:
+        try:
+            return os.stat(probe).st_dev, probe
+        except FileNotFoundError:
+            if probe.parent == probe:
+                raise
+            probe = probe.parent
+
+
+def check_same_filesystem(checkpoint_root: str | os.PathLike[str],
+                          state_dir: str | os.PathLike[str]) -> None:
+    """Refuse a checkpoint root and a state directory on different filesystems.
+
+    Checkpoints are hard links of the live DB's files, and a resumed shard is a
+    hard-link clone of its checkpoint. Across filesystems RocksDB silently
+    copies every file at each checkpoint (the whole state, every epoch) and the
+    restore fails with EXDEV, so the first run works and its resume does not.
+    Checked before anything is created; refused rather than copied, since a copy
+    per snapshot makes each snapshot cost the whole state.
+    """
+    try:
+        root_dev, root_seen = device_of(checkpoint_root)
+        state_dev, state_seen = device_of(state_dir)
+    except OSError as exc:
+        msg = f"cannot inspect {checkpoint_root} or {state_dir}: {exc}"
+        raise RecoveryError(msg) from exc
+    if root_dev == state_dev:
+        return
+    msg = (
+        f"the state directory {state_dir} (on the filesystem of {state_seen}, device "
+        f"{state_dev}) and the checkpoint root {checkpoint_root} (on the filesystem of "
+        f"{root_seen}, device {root_dev}) are on different filesystems: checkpoints and "
+        "resumed shards are hard links of the state's files, which cannot cross "
+        "filesystems (the resume would fail with EXDEV, and every snapshot would copy the "
+        "whole state). Put --state-dir on the recovery directory's filesystem, e.g. next "
+        "to it."
+    )
+    raise FilesystemMismatchError(msg)

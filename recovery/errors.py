@@ -33,3 +33,13 @@ class SnapshotDecodeError(RecoveryError, ValueError):
 class CheckpointMissingError(RecoveryError, FileNotFoundError):
     """A snapshot references a checkpoint that is not on disk (deleted, or the
     checkpoint root is not reachable from this process)."""
+
+
+class UntrustedRecoveryError(RecoveryError):
+    """A recovery directory (or a file in it, or a directory above it) can be
+    written by another user; a resume unpickles its rows, so it is refused."""
+
+
+class FilesystemMismatchError(RecoveryError):
+    """The checkpoint root and the shards' state directory are on different
+    filesystems: checkpoints and clones are hard links, which cannot cross."""

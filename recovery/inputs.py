@@ -221,3 +221,15 @@ def check_inputs(
         "files (appending to them is fine), or use a new recovery directory."
     )
     raise InputsChangedError(msg)
+
+
+def grown_files(recorded: InputFiles, current: InputFiles) -> list[tuple[InputFile, InputFile]]:
+    """``(recorded, now)`` for each recorded file that is larger now (an appended
+    stream). Meaningful after :func:`check_inputs` passed."""
+    now = {(f.side, f.path): f for f in current.files}
+    out: list[tuple[InputFile, InputFile]] = []
+    for rec in recorded.files:
+        seen = now.get((rec.side, rec.path))
+        if seen is not None and seen.size_bytes > rec.size_bytes:
+            out.append((rec, seen))
+    return out

@@ -15,9 +15,11 @@ later ``partitions`` arguments are ignored (the manifest keeps the first).
 
 The manifest records the :class:`~recovery.identity.JoinIdentity` (join spec
 and shard count), where the checkpoints live (``checkpoint_root``: relative
-to the directory, or absolute) and the input files it read
+to the directory, or absolute), the input files it read
 (:class:`~recovery.inputs.InputFiles`; absent in stores created before they
-were recorded). :func:`check_compatible` refuses a resume with another
+were recorded) and the caller's ``settings``: every setting that changes the
+output, as flag -> value (absent in older stores; compared by the caller,
+:mod:`dataflows.config.identity`). :func:`check_compatible` refuses a resume with another
 identity, naming both; :func:`recovery.inputs.check_inputs` refuses changed
 input files, and :func:`record_inputs` updates them after a resume was allowed.
 """
@@ -28,7 +30,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from recovery.errors import IncompatibleRecoveryError, RecoveryError
 from recovery.identity import JoinIdentity
 from recovery.inputs import InputFiles
 from recovery.partitions import partition_files
+from recovery.trust import make_private_dir
 
 MANIFEST_NAME = "run_manifest.json"
 LOCK_NAME = ".run.lock"
@@ -54,6 +57,18 @@ class RunManifest:
     checkpoint_root: str = DEFAULT_CHECKPOINT_ROOT
     #: The input files, as of the latest start (``None``: not recorded).
     inputs: InputFiles | None = None
+    #: Every setting that changes the output, as ``(flag, value)`` pairs chosen
+    #: by the caller (``None``: written before settings were recorded).
+    settings: tuple[tuple[str, str], ...] | None = None
+    #: True once every partition file exists (set after ``bytewax.recovery``
+    #: created them): from then on a missing partition is damage, not an
+    #: interrupted initialisation. ``None``: an older store.
+    partitions_ready: bool | None = None
+    #: The smallest commit delay of any execution so far, in epochs
+    #: (``ceil(backup_interval / epoch_interval)``): a partition's commit of
+    #: epoch ``c`` proves it holds every row below ``c + delay + 1``
+    #: (:mod:`recovery.integrity`). ``None``: not recorded (taken as 0).
+    commit_delay_epochs: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.partitions, int) or self.partitions <= 0:
@@ -70,7 +85,18 @@ class RunManifest:
         }
         if self.inputs is not None:
             data["inputs"] = self.inputs.to_json()
+        if self.settings is not None:
+            data["settings"] = dict(self.settings)
+        if self.partitions_ready is not None:
+            data["partitions_ready"] = self.partitions_ready
+        if self.commit_delay_epochs is not None:
+            data["commit_delay_epochs"] = self.commit_delay_epochs
         return data
+
+    @property
+    def settings_map(self) -> dict[str, str] | None:
+        """:attr:`settings` as a dict, in recorded order."""
+        return None if self.settings is None else dict(self.settings)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "manifest") -> RunManifest:
@@ -83,6 +109,9 @@ class RunManifest:
                 int(data["partitions"]),
                 str(data["checkpoint_root"]),
                 InputFiles.from_json(data["inputs"]) if "inputs" in data else None,
+                _settings_from_json(data.get("settings")),
+                _optional(data, "partitions_ready", bool),
+                _optional(data, "commit_delay_epochs", int),
             )
         except (KeyError, TypeError, ValueError, RecoveryError) as exc:
             msg = f"{source}: malformed manifest: {exc}"
@@ -91,6 +120,27 @@ class RunManifest:
             msg = f"{source}: fingerprint does not match the recorded configuration"
             raise RecoveryError(msg)
         return manifest
+
+
+def _optional(data: dict[str, Any], key: str, kind: type) -> Any:
+    value = data.get(key)
+    if value is not None and (not isinstance(value, kind) or (
+        kind is int and isinstance(value, bool)
+    )):
+        msg = f"{key} must be a {kind.__name__}, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _settings_from_json(data: Any) -> tuple[tuple[str, str], ...] | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        msg = f"settings must map names to strings, got {data!r}"
+        raise ValueError(msg)
+    return tuple(data.items())
 
 
 class RecoveryLayout:
@@ -150,7 +200,7 @@ class RecoveryLayout:
 
 @contextlib.contextmanager
 def _flock(path: Path, how: int) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, how)
         yield
@@ -164,7 +214,10 @@ def write_manifest(path: Path, manifest: RunManifest) -> None:
     tmp = path.with_name(path.name + ".tmp")
     text = json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        # 0600 whatever the umask: a group-writable manifest is refused on resume.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -219,14 +272,35 @@ def check_compatible(manifest: RunManifest, identity: JoinIdentity, where: str =
     raise IncompatibleRecoveryError(msg)
 
 
+def update_manifest(layout: RecoveryLayout, **changes: Any) -> RecoveryLayout:
+    """``layout`` with its manifest's fields replaced by ``changes`` (rewritten
+    only if something differs). Call it with no run using the directory."""
+    manifest = replace(layout.manifest, **changes)
+    if manifest == layout.manifest:
+        return layout
+    write_manifest(layout.manifest_path, manifest)
+    return RecoveryLayout(layout.dir, manifest)
+
+
 def record_inputs(layout: RecoveryLayout, inputs: InputFiles) -> RecoveryLayout:
     """``layout`` with ``inputs`` recorded in its manifest (rewritten only if they
     differ). Call it with no run using the directory, after the check passed."""
-    if layout.manifest.inputs == inputs:
-        return layout
-    manifest = replace(layout.manifest, inputs=inputs)
-    write_manifest(layout.manifest_path, manifest)
-    return RecoveryLayout(layout.dir, manifest)
+    return update_manifest(layout, inputs=inputs)
+
+
+def record_commit_delay(layout: RecoveryLayout, epochs: int) -> RecoveryLayout:
+    """Record that an execution commits ``epochs`` behind its frontier (the
+    manifest keeps the smallest delay any execution used)."""
+    known = layout.manifest.commit_delay_epochs
+    return update_manifest(layout, commit_delay_epochs=epochs if known is None
+                           else min(known, epochs))
+
+
+def record_settings(layout: RecoveryLayout, settings: Mapping[str, str]) -> RecoveryLayout:
+    """``layout`` with ``settings`` recorded in its manifest (rewritten only if they
+    differ): for stores written before settings were recorded, once the caller
+    has checked what it could. Call it with no run using the directory."""
+    return update_manifest(layout, settings=tuple(settings.items()))
 
 
 def init_recovery_dir(
@@ -236,14 +310,16 @@ def init_recovery_dir(
     *,
     checkpoint_root: str | os.PathLike[str] | None = None,
     inputs: InputFiles | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> RecoveryLayout:
     """Create a recovery directory at first use, or check an existing one.
 
     First use: creates the directory, the checkpoint root and the manifest
-    (with ``inputs``, if given). Later: raises
+    (with ``inputs`` and ``settings``, if given). Later: raises
     :class:`~recovery.errors.IncompatibleRecoveryError` if the identity differs;
     ``partitions``, ``checkpoint_root`` and ``inputs`` are then ignored in
-    favour of the recorded ones (inputs are checked by
+    favour of the recorded ones (settings are compared by the caller, who knows
+    what they mean; inputs are checked by
     :func:`recovery.inputs.check_inputs`, which needs to know whether the
     store has executed). Either way the caller then runs
     :meth:`RecoveryLayout.bytewax_init_command` if
@@ -266,13 +342,10 @@ def init_recovery_dir(
             partitions,
             DEFAULT_CHECKPOINT_ROOT if checkpoint_root is None else os.fspath(checkpoint_root),
             inputs,
+            None if settings is None else tuple(settings.items()),
         )
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            msg = f"cannot create recovery directory {root}: {exc}"
-            raise RecoveryError(msg) from exc
+        make_private_dir(root)  # 0700: its rows are unpickled on resume (recovery.trust)
         write_manifest(root / MANIFEST_NAME, manifest)
         layout = RecoveryLayout(root, manifest)
-    layout.checkpoint_root.mkdir(parents=True, exist_ok=True)
+    make_private_dir(layout.checkpoint_root)
     return layout

@@ -66,6 +66,11 @@ class PartitionsView:
     fronts: dict[tuple[int, int], int] = field(default_factory=dict)
     #: ``part_index -> commit_epoch``
     commits: dict[int, int] = field(default_factory=dict)
+    #: ``part_index -> file`` of every partition read.
+    part_files: dict[int, Path] = field(default_factory=dict)
+    #: ``part_index -> largest worker_frontier`` of the ``fronts`` rows that
+    #: partition holds (any execution); absent when it holds none.
+    part_fronts: dict[int, int] = field(default_factory=dict)
     snaps: list[SnapRow] = field(default_factory=list)
 
     @property
@@ -171,6 +176,7 @@ def _read_one(
         msg = f"{path} is not an initialised recovery partition (no parts row)"
         raise RecoveryError(msg)
     index = int(parts[0][0])
+    view.part_files[index] = path
     for part_index, part_count in parts:
         view.part_indexes.add(int(part_index))
         view.part_counts.add(int(part_count))
@@ -181,6 +187,7 @@ def _read_one(
     ):
         key = (int(ex), int(worker))
         view.fronts[key] = max(view.fronts.get(key, frontier), int(frontier))
+        view.part_fronts[index] = max(view.part_fronts.get(index, 0), int(frontier))
     for part_index, epoch in conn.execute("SELECT part_index, commit_epoch FROM commits"):
         view.commits[int(part_index)] = int(epoch)
     if not with_snaps:

@@ -37,6 +37,8 @@ from recovery.layout import (
     write_manifest,
 )
 from recovery.partitions import connect_ro, read_partitions
+from recovery.prune import add_execution
+from recovery.trust import make_private_dir, make_private_file
 from state.errors import StateError
 from state.snapshot import clone_files
 
@@ -111,22 +113,26 @@ def _copy(
             "a longer --backup-interval keeps more)"
         )
         raise RecoveryError(msg)
-    work.mkdir(parents=True)
+    make_private_dir(work)  # 0700, like every recovery directory (recovery.trust)
     manifest = RunManifest(
         layout.identity, layout.manifest.partitions, DEFAULT_CHECKPOINT_ROOT,
         layout.manifest.inputs,  # the replay reads the same files: checked on its start
+        layout.manifest.settings,
+        True,  # every partition is copied below, before the copy is renamed into place
+        layout.manifest.commit_delay_epochs,
     )
     write_manifest(work / MANIFEST_NAME, manifest)
     dropped = 0
     for path in layout.partition_files():
         dropped += _copy_partition(path, work / path.name, target_epoch, drop_step)
+        make_private_file(work / path.name)
     if target_epoch < latest:
-        _add_execution(work / layout.partition_files()[0].name, view.execution, target_epoch)
+        add_execution(work / layout.partition_files()[0].name, view.execution, target_epoch)
     copied = read_partitions(work)
     snaps = shard_snapshots(copied)
     refs = sorted({snap.checkpoint for _row, snap in snaps})
     src_root, dst_root = layout.checkpoint_root, work / DEFAULT_CHECKPOINT_ROOT
-    dst_root.mkdir()
+    make_private_dir(dst_root)
     for ref in refs:
         src = src_root / ref
         if not (src / "CURRENT").is_file():
@@ -167,19 +173,3 @@ def _copy_partition(
         source.close()
         target.close()
     return int(dropped)
-
-
-def _add_execution(path: Path, latest: int | None, epoch: int) -> None:
-    """Make Bytewax resume the copy at ``epoch``: a new execution row whose
-    resume epoch it is (with no frontiers, the resume epoch is its own)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute(
-            "INSERT INTO exs (ex_num, worker_count, resume_epoch) VALUES (?, 1, ?)",
-            (0 if latest is None else latest + 1, epoch),
-        )
-    except sqlite3.Error as exc:
-        msg = f"cannot set the resume epoch of {path}: {exc}"
-        raise RecoveryError(msg) from exc
-    finally:
-        conn.close()

@@ -1,7 +1,9 @@
 """The ``streamjoin`` command: generate data, run the join, validate a run, demo.
 
 Bad flags end the command with exit status 2 and one line on stderr (the value
-given and what is allowed); a failed run ends with status 1.
+given and what is allowed); a failed run ends with status 1; a run stopped by
+SIGTERM, SIGINT or SIGHUP ends with 128 + the signal (143, 130, 129) once all
+its processes have exited.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataflows.config import (
     format_size,
     resolve,
 )
-from dataflows.errors import ConfigError
+from dataflows.errors import ConfigError, Stopped
 from dataflows.inputs import TIME_UNITS
 from joins import HOWS, StreamJoinError
 
@@ -66,7 +68,11 @@ followed by iB; all binary (512M = 512MiB = 536870912 bytes).
 
 Writes OUT/joined/, OUT/late/, OUT/invalid/ (one file per shard that has rows)
 and OUT/run.json (parameters, counters, throughput); check it with
-`streamjoin validate OUT`.
+`streamjoin validate OUT`. OUT must be new, empty, or an earlier run of the same
+settings and input files (its files are replaced; nothing else is touched).
+
+SIGTERM, SIGINT or SIGHUP stops every process of the run (exit 143, 130, 129);
+with --recovery-dir, the same command then resumes.
 """
 
 
@@ -358,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Stopped as exc:
+        print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except StreamJoinError as exc:
         print(f"{PROG} {args.command}: failed: {exc}", file=sys.stderr)
         return 1

@@ -35,9 +35,11 @@ def add_recovery_flags(p: argparse.ArgumentParser) -> None:
     rec.add_argument(
         "--recovery-dir",
         metavar="DIR",
-        help="recovery store: created and initialised on first use, resumed from on the "
-        "next run with the same DIR (same join configuration, --shards and input files "
-        "required; the inputs may have grown)",
+        help="recovery store (mode 0700; refused if others can write it): created on first "
+        "use, resumed from on the next run with the same DIR. Needs the same settings that "
+        "change the output (join, --shards, --format, --key-field, --time-field, "
+        "--time-unit, --output-format) and the same input files (they may have grown, "
+        "unless the run had finished), and --state-dir on the same filesystem",
     )
     rec.add_argument(
         "--snapshot-interval",
@@ -50,6 +52,14 @@ def add_recovery_flags(p: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="how long Bytewax keeps superseded snapshots (default 0; longer keeps older "
         "epochs available to `streamjoin replay --epoch`)",
+    )
+    rec.add_argument(
+        "--resume-epoch",
+        type=int,
+        metavar="E",
+        help="resume the recovery store at epoch E instead of its latest (what a refusal of "
+        "a damaged store offers; the outputs after E are recomputed). Use it once: a later "
+        "run without it resumes from wherever this one got to",
     )
     rec.add_argument(
         "--read-delay",
@@ -109,10 +119,16 @@ def _source_config(recovery_dir: str) -> RunConfig:
 def replay(args: argparse.Namespace) -> int:
     from dataflows.recovering import sink_positions
     from dataflows.run import run
-    from dataflows.sinks import STATS_PREFIX, stats_dir
+    from dataflows.sinks import STATS_PREFIX, stats_dir, write_config
+    from recovery.errors import UntrustedRecoveryError
     from recovery.replay import copy_for_replay
+    from recovery.trust import check_private
 
     source = _source_config(args.recovery_dir)
+    try:
+        check_private(args.recovery_dir)  # the replay unpickles rows copied from it
+    except UntrustedRecoveryError as exc:
+        raise ConfigError(str(exc)) from exc
     out_dir = os.path.abspath(args.out)
     if os.path.exists(out_dir) and os.listdir(out_dir):
         msg = f"--out {args.out}: must be a new or empty directory"
@@ -121,7 +137,17 @@ def replay(args: argparse.Namespace) -> int:
         msg = f"--out {args.out} is the original run's output directory"
         raise ConfigError(msg)
     new_rec = os.path.abspath(args.new_recovery_dir or os.path.join(out_dir, "recovery"))
-    os.makedirs(out_dir, exist_ok=True)
+    cfg = replace(
+        source,
+        out_dir=out_dir,
+        state_dir=os.path.join(out_dir, "state"),
+        recovery_dir=new_rec,
+        read_delay_ms=0,
+        resume_epoch=0,
+        processes=args.processes or source.processes,
+        metrics_port=None if source.metrics_port is None else 0,
+    )
+    write_config(cfg)  # marks NEWDIR as this run's (dataflows.sinks.out_dir)
     copy = copy_for_replay(args.recovery_dir, new_rec, epoch=args.epoch)
     ext = _EXT[source.output_format]
     copied = 0
@@ -150,15 +176,6 @@ def replay(args: argparse.Namespace) -> int:
         for name in os.listdir(old_stats):
             if name.startswith(STATS_PREFIX):
                 shutil.copyfile(os.path.join(old_stats, name), os.path.join(new_stats, name))
-    cfg = replace(
-        source,
-        out_dir=out_dir,
-        state_dir=os.path.join(out_dir, "state"),
-        recovery_dir=new_rec,
-        read_delay_ms=0,
-        processes=args.processes or source.processes,
-        metrics_port=None if source.metrics_port is None else 0,
-    )
     print(
         f"replay: epoch {copy.resume_epoch} of {args.recovery_dir} copied to {new_rec} "
         f"({copy.checkpoints} checkpoint(s)); {copied} output file prefix(es) copied "

@@ -7,6 +7,8 @@ values come from.
   ``STREAMJOIN_*`` environment variables over a config file over the defaults,
   and :func:`resolve`, which says where each setting came from (every setting
   is listed there);
+- :mod:`~dataflows.config.identity`: which settings change what a run
+  outputs (a recovery store's and an output directory's identity);
 - :mod:`~dataflows.config.durations` and :mod:`~dataflows.config.sizes`: the
   human forms of durations (``30m``) and sizes (``256MiB``).
 """
@@ -14,6 +16,14 @@ values come from.
 from __future__ import annotations
 
 from dataflows.config.durations import format_duration, parse_duration
+from dataflows.config.identity import (
+    describe_changes,
+    input_settings,
+    join_settings,
+    setting_changes,
+    store_settings,
+    unrecorded,
+)
 from dataflows.config.run_config import (
     DEFAULT_SHARDS,
     DEFAULT_STATE_MEMORY_BYTES,
@@ -62,6 +72,7 @@ __all__ = [
     "Setting",
     "build_config",
     "config_of",
+    "describe_changes",
     "effective_settings",
     "env_of",
     "expand_paths",
@@ -69,8 +80,13 @@ __all__ = [
     "format_duration",
     "format_settings",
     "format_size",
+    "input_settings",
+    "join_settings",
     "parse_duration",
     "parse_size",
     "read_config_file",
     "resolve",
+    "setting_changes",
+    "store_settings",
+    "unrecorded",
 ]

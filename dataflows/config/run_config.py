@@ -139,6 +139,9 @@ class RunConfig:
     recovery_dir: str = ""
     backup_interval_ms: int = 0
     read_delay_ms: int = 0
+    #: Resume the recovery store at this epoch instead of its latest (0: the
+    #: latest); what a refusal of a damaged store offers.
+    resume_epoch: int = 0
     #: Kafka inputs and outputs (issue 11, :mod:`dataflows.config.kafka_config`).
     kafka: KafkaRunConfig = field(default_factory=KafkaRunConfig)
 
@@ -154,6 +157,10 @@ class RunConfig:
         _check_metrics(self)
         _int_range("backup-interval", self.backup_interval_ms, 0, 86_400_000)
         _int_range("read-delay", self.read_delay_ms, 0, 60_000)
+        _int_range("resume-epoch", self.resume_epoch, 0, 10**12)
+        if self.resume_epoch and not self.recovery_dir:
+            msg = "--resume-epoch needs --recovery-dir: the store whose epoch to resume at"
+            raise ConfigError(msg)
         if not self.out_dir:
             msg = "--out is required: the directory to write joined/, late/, invalid/ to"
             raise ConfigError(msg)
@@ -202,6 +209,7 @@ class RunConfig:
             "recovery_dir": self.recovery_dir,
             "backup_interval_ms": self.backup_interval_ms,
             "read_delay_ms": self.read_delay_ms,
+            "resume_epoch": self.resume_epoch,
             **({"kafka": self.kafka.to_json()} if self.kafka != KafkaRunConfig() else {}),
         }
 
@@ -251,7 +259,7 @@ _SCALARS = (
 
 
 _METRICS_SCALARS = ("metrics_port", "metrics_host", "metrics_linger_ms")
-_RECOVERY_SCALARS = ("recovery_dir", "backup_interval_ms", "read_delay_ms")
+_RECOVERY_SCALARS = ("recovery_dir", "backup_interval_ms", "read_delay_ms", "resume_epoch")
 #: Optional in :meth:`RunConfig.from_json`: configs written before the key existed
 #: (a recovery directory's) run with the default.
 _STATE_SCALARS = ("state_memory_bytes",)

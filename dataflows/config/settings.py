@@ -33,8 +33,9 @@ memory budget of each process, default 256MiB), ``shards``, ``batch_size``,
 serves ``/metrics`` on it + i; ``0``: ephemeral ports; unset: 9464 + i when
 free), ``metrics_host`` (default 127.0.0.1), ``metrics_linger`` (a duration,
 default 30s: the most a scraped process waits at the end for the scrape of its
-final counts; 0: never), ``recovery_dir``, ``backup_interval`` (a duration)
-and ``read_delay`` (a duration; testing only).
+final counts; 0: never), ``recovery_dir``, ``backup_interval`` (a duration),
+``resume_epoch`` (an epoch of the recovery store to resume at, instead of its
+latest) and ``read_delay`` (a duration; testing only).
 
 Kafka (issue 11, :mod:`dataflows.config.kafka_config`): ``left`` and ``right``
 may be a ``kafka://HOST:PORT[,HOST:PORT]/TOPIC`` URL (the side's format is then
@@ -114,6 +115,7 @@ KEYS = (
     "recovery_dir",
     "backup_interval",
     "read_delay",
+    "resume_epoch",
     "left_schema",
     "right_schema",
     "schema_registry",
@@ -167,6 +169,7 @@ DEFAULTS: dict[str, Any] = {
     "recovery_dir": None,
     "backup_interval": "0",
     "read_delay": "0",
+    "resume_epoch": 0,
     "left_schema": None,
     "right_schema": None,
     "schema_registry": None,
@@ -631,6 +634,7 @@ def config_of(resolved: Mapping[str, Setting]) -> RunConfig:
         recovery_dir=os.path.abspath(merged["recovery_dir"]) if merged["recovery_dir"] else "",
         backup_interval_ms=durations["backup_interval"],
         read_delay_ms=durations["read_delay"],
+        resume_epoch=_int("resume_epoch", merged["resume_epoch"]),
         kafka=_kafka_config(resolved),
     )
 
@@ -665,6 +669,7 @@ def effective_settings(
         "recovery_dir": cfg.recovery_dir or None,
         "backup_interval": format_duration(cfg.backup_interval_ms),
         "read_delay": format_duration(cfg.read_delay_ms),
+        "resume_epoch": cfg.resume_epoch or None,
         "left_schema": resolved["left_schema"].value,
         "right_schema": resolved["right_schema"].value,
         "schema_registry": cfg.kafka.registry or None,

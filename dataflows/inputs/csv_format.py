@@ -8,11 +8,25 @@ not UTF-8 or lacks a configured field is an :class:`InputError` for the whole
 file; a row that cannot be parsed, is not UTF-8 or has the wrong number of
 columns is a dead letter.
 
+Quoting is RFC 4180 and strict (Python's ``csv`` with ``strict=True``): a quoted
+value may hold commas, doubled quotes and line breaks; a quote inside an
+unquoted value is a plain character; text after a closing quote other than a
+comma or the line end is an error. **A record spans at most**
+:data:`MAX_RECORD_LINES` **lines**: a quote left open longer than that, or to
+the end of the file, and a record of several lines that does not parse or has
+the wrong number of columns, make **its first line alone** a dead letter, and
+reading goes on at the next line. So one stray quote costs one line, never the
+rest of the file.
+
 A record's identity is ``Event.eid = joins.content_id(raw)`` where ``raw`` is
-the row's bytes without the line terminator (``\\n`` or ``\\r\\n``); a row
-spanning several lines inside quotes has its lines joined by ``\\n``. Its
-position is the byte offset of the row's first line
-(:mod:`dataflows.inputs.lines`); the header is re-read on resume.
+the record's bytes as the file holds them, without the final line terminator
+(``\\n`` or ``\\r\\n``; the line breaks inside a quoted value are kept as they
+are); a dead letter holds those bytes. Its position is the byte offset of the
+record's first line (:mod:`dataflows.inputs.lines`); the header is re-read on
+resume.
+
+This is a measured hot path: the ``csv`` module parses lines pulled lazily from
+decoded chunks, and a record of one line costs no more than a slice.
 """
 
 from __future__ import annotations
@@ -22,10 +36,21 @@ from collections.abc import Iterator
 from typing import Any
 
 from dataflows.errors import InputError
-from dataflows.inputs.fields import BadRecord, Invalid, SourceFormat, key_of, raw_text, time_to_ms
+from dataflows.inputs.fields import BadRecord, Invalid, SourceFormat, key_of, time_to_ms
 from dataflows.inputs.lines import read_lines
 from joins import Event, Side, content_id
 from joins.spec import MAX_TS_MS
+
+#: The most lines one record may span (a quoted value with line breaks).
+MAX_RECORD_LINES = 100
+
+
+_OPEN_AT_END = "csv: a quote opened on this line is not closed before the end of the file"
+_OPEN_TOO_LONG = f"csv: a quote opened on this line is not closed within {MAX_RECORD_LINES} lines"
+
+
+class _TooLong(Exception):
+    """Raised into the csv reader: the record has reached ``MAX_RECORD_LINES``."""
 
 
 def _csv_header(handle: Any, path: str, fmt: SourceFormat) -> tuple[list[str], int] | None:
@@ -48,6 +73,67 @@ def _csv_header(handle: Any, path: str, fmt: SourceFormat) -> tuple[list[str], i
     return header, len(head)
 
 
+class _Lines:
+    """The file's lines after the header, buffered from the oldest unfinished
+    record on: raw bytes (``\\r`` kept), text for the csv reader, end offsets."""
+
+    def __init__(self, handle: Any, begin: int) -> None:
+        self._chunks = read_lines(handle, begin)
+        self.raws: list[bytes] = []
+        self.texts: list[str] = []
+        self.ends: list[int] = []
+        #: Indexes (into the lists) of lines that are not UTF-8.
+        self.bad_utf8: set[int] = set()
+        self.begin = begin
+
+    def fill(self) -> bool:
+        """Append the next chunk of lines; False at the end of the file."""
+        try:
+            lines, first, last_term = next(self._chunks)
+        except StopIteration:
+            return False
+        base = len(self.raws)
+        try:
+            texts = b"\n".join(lines).decode().split("\n")
+        except UnicodeDecodeError:
+            texts = []
+            for i, line in enumerate(lines):
+                try:
+                    texts.append(line.decode())
+                except UnicodeDecodeError:
+                    self.bad_utf8.add(base + i)
+                    texts.append(line.decode("utf-8", errors="replace"))
+        self.raws.extend(lines)
+        self.texts.extend([t + "\n" for t in texts])
+        end = first
+        ends = self.ends
+        for line in lines:
+            end += len(line) + 1
+            ends.append(end)
+        if last_term == 0:
+            ends[-1] -= 1
+        return True
+
+    def raw(self, first: int, last: int) -> bytes:
+        """The bytes of lines ``first..last-1`` as the file holds them, without
+        the last line's terminator."""
+        raw = self.raws[first] if last - first == 1 else b"\n".join(self.raws[first:last])
+        return raw[:-1] if raw[-1:] == b"\r" else raw
+
+    def drop(self, n: int) -> None:
+        """Forget the first ``n`` lines (finished records)."""
+        if n <= 0:
+            return
+        self.begin = self.ends[n - 1]
+        del self.raws[:n]
+        del self.texts[:n]
+        del self.ends[:n]
+        if self.bad_utf8:
+            moved = {i - n for i in self.bad_utf8 if i >= n}
+            self.bad_utf8.clear()
+            self.bad_utf8.update(moved)
+
+
 def read_csv(
     handle: Any, path: str, side: Side, fmt: SourceFormat, partition: str, start: int, size: int
 ) -> Iterator[tuple[list[Event | Invalid], int]]:
@@ -62,44 +148,24 @@ def read_csv(
     single_key = header.index(fmt.key_fields[0]) if len(fmt.key_fields) == 1 else -1
     ts_idx = header.index(fmt.time_field)
     fast_ms = fmt.time_unit == "ms"
-    begin = max(start, header_end)
+    buf = _Lines(handle, max(start, header_end))
+    texts, raws, ends = buf.texts, buf.raws, buf.ends  # lists kept (and trimmed) in place
+    # ``cursor``: the next line to give the csv reader; ``rec``: the first line
+    # of the record it is reading (both index ``buf``'s lists).
+    cursor = rec = 0
 
-    # Lines read so far and not yet trimmed: raw bytes (no terminator) and the
-    # offset after each; the csv reader pulls them lazily, and ``line_num``
-    # says how many lines each row took (several when a quoted value has newlines).
-    raws: list[bytes] = []
-    ends: list[int] = []
-    bad_utf8: set[int] = set()
+    def feed() -> Iterator[str]:
+        nonlocal cursor
+        while True:
+            if cursor == len(texts) and not buf.fill():
+                return
+            if cursor - rec >= MAX_RECORD_LINES:
+                raise _TooLong
+            cursor += 1
+            yield texts[cursor - 1]
 
-    def text_lines() -> Iterator[str]:
-        for lines, first, last_term in read_lines(handle, begin):
-            end = first
-            try:
-                texts: list[str] | None = b"\n".join(lines).decode().split("\n")
-            except UnicodeDecodeError:
-                texts = None
-            last = len(lines) - 1
-            for i, line in enumerate(lines):
-                end += len(line) + (1 if i < last else last_term)
-                if line[-1:] == b"\r":
-                    line = line[:-1]
-                raws.append(line)
-                ends.append(end)
-                if texts is not None:
-                    yield texts[i] + "\n"
-                else:
-                    try:
-                        yield line.decode() + "\n"
-                    except UnicodeDecodeError:
-                        bad_utf8.add(len(raws) - 1)
-                        yield line.decode("utf-8", errors="replace") + "\n"
-
-    reader = csv.reader(text_lines())
+    reader = csv.reader(feed(), strict=True)
     batch: list[Event | Invalid] = []
-    consumed = 0  # lines taken by rows so far, over the whole read
-    base = 0  # lines trimmed from the front of ``raws``
-    row_start = begin  # offset of the next row's first line
-    pos = begin
     while True:
         try:
             row = next(reader)
@@ -107,52 +173,64 @@ def read_csv(
         except StopIteration:
             break
         except csv.Error as exc:
-            row, error = [], f"csv: {exc}"
-        n = reader.line_num - consumed
+            error = f"csv: {exc}" if str(exc) != "unexpected end of data" else _OPEN_AT_END
+            row = []
+        except _TooLong:
+            error = _OPEN_TOO_LONG
+            row = []
+        first, last = rec, cursor
+        n = last - first
         if n <= 0:
-            if error:
-                break
-            continue
-        first, last = consumed - base, reader.line_num - base
-        consumed = reader.line_num
-        off = row_start
-        raw = raws[first] if n == 1 else b"\n".join(raws[first:last])
-        pos = row_start = ends[last - 1]
-        if error:
-            batch.append(Invalid(side, error, raw_text(raw), partition, off))
-        elif not row:
-            pass  # a blank line is not a record
-        elif bad_utf8 and any(i in bad_utf8 for i in range(first, last)):
-            batch.append(Invalid(side, "invalid UTF-8", raw_text(raw), partition, off))
-        elif len(row) != ncols:
-            reason = f"csv: expected {ncols} columns, got {len(row)}"
-            batch.append(Invalid(side, reason, raw_text(raw), partition, off))
+            break  # an error at the end of the file, with no line left
+        off = ends[first - 1] if first else buf.begin
+        if n > 1 and (error or len(row) != ncols):
+            # A record of several lines that does not hold together (often a stray
+            # quote): its first line alone is the dead letter; go on at the next.
+            if not error:
+                error = (f"csv: the record from this line spans {n} lines and has "
+                         f"{len(row)} columns, not {ncols}")
+            elif not error.startswith("csv: a quote"):
+                error = f"{error} (in the record from this line, spanning {n} lines)"
+            batch.append(Invalid(side, error, buf.raw(first, first + 1), partition, off))
+            cursor = rec = first + 1
+            reader = csv.reader(feed(), strict=True)
         else:
-            rec = dict(zip(header, row, strict=True))
-            key = row[single_key] if single_key >= 0 else ""
-            try:
-                if not (key and key.isascii() and "\x00" not in key):
-                    key = key_of(rec, fmt)
-                ts_text = row[ts_idx]
-                if fast_ms and ts_text.isdigit() and ts_text.isascii():
-                    ts = int(ts_text)
-                    if ts > MAX_TS_MS:
-                        ts = time_to_ms(ts_text, fmt.time_field, "ms")
-                else:
-                    ts = time_to_ms(ts_text, fmt.time_field, fmt.time_unit)
-            except BadRecord as bad:
-                batch.append(Invalid(side, str(bad), raw_text(raw), partition, off))
+            rec = last
+            if error:
+                batch.append(Invalid(side, error, buf.raw(first, last), partition, off))
+                reader = csv.reader(feed(), strict=True)
+            elif not row:
+                pass  # a blank line is not a record
+            elif buf.bad_utf8 and any(i in buf.bad_utf8 for i in range(first, last)):
+                batch.append(Invalid(side, "invalid UTF-8", buf.raw(first, last), partition, off))
+            elif len(row) != ncols:
+                reason = f"csv: expected {ncols} columns, got {len(row)}"
+                batch.append(Invalid(side, reason, buf.raw(first, last), partition, off))
             else:
-                batch.append(Event(side, key, ts, content_id(raw), rec, partition, off))
+                rec_dict = dict(zip(header, row, strict=True))
+                key = row[single_key] if single_key >= 0 else ""
+                raw = raws[first] if n == 1 else b"\n".join(raws[first:last])
+                if raw[-1:] == b"\r":
+                    raw = raw[:-1]
+                try:
+                    if not (key and key.isascii() and "\x00" not in key):
+                        key = key_of(rec_dict, fmt)
+                    ts_text = row[ts_idx]
+                    if fast_ms and ts_text.isdigit() and ts_text.isascii():
+                        ts = int(ts_text)
+                        if ts > MAX_TS_MS:
+                            ts = time_to_ms(ts_text, fmt.time_field, "ms")
+                    else:
+                        ts = time_to_ms(ts_text, fmt.time_field, fmt.time_unit)
+                except BadRecord as bad:
+                    batch.append(Invalid(side, str(bad), raw, partition, off))
+                else:
+                    batch.append(Event(side, key, ts, content_id(raw), rec_dict, partition, off))
         if len(batch) >= size:
-            yield batch, pos
+            yield batch, ends[rec - 1] if rec else buf.begin
             batch = []
-            del raws[:last]
-            del ends[:last]
-            if bad_utf8:
-                moved = {i - last for i in bad_utf8 if i >= last}
-                bad_utf8.clear()
-                bad_utf8.update(moved)
-            base = consumed
+            buf.drop(rec)
+            cursor -= rec
+            rec = 0
     if batch:
-        yield batch, pos
+        yield batch, ends[rec - 1] if rec else buf.begin

@@ -1,9 +1,17 @@
 """JSON Lines input: one JSON object per line, to events and dead letters.
 
-Blank lines (empty, or only whitespace) are not records and are skipped. A
-record's identity is ``Event.eid = joins.content_id(raw)`` where ``raw`` is the
-line's bytes without its terminator (``\\n`` or ``\\r\\n``); its position is
-the byte offset of the line's start (:mod:`dataflows.inputs.lines`).
+Blank lines (empty, or only JSON whitespace: spaces, tabs, carriage returns)
+are not records and are skipped. Every other line is a
+record: a line must be UTF-8 (a UTF-8 byte-order mark at its start is ignored)
+holding one JSON value (RFC 8259: ``NaN`` and ``Infinity`` are refused), and the
+value must be an object. Any other value, ``null``, ``true``/``false``, a
+number, a string or an array, is a dead letter (``record is not an object (got
+null)``), as is a line that is not UTF-8 or not JSON.
+
+A record's identity is ``Event.eid = joins.content_id(raw)`` where ``raw`` is
+the line's bytes without its terminator (``\\n`` or ``\\r\\n``); a dead letter
+holds those bytes; its position is the byte offset of the line's start
+(:mod:`dataflows.inputs.lines`).
 
 This is a measured hot path: names are cached in locals, and nothing may add a
 call per line. The common record (a single key field holding a non-empty ASCII
@@ -17,12 +25,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
-from dataflows.inputs.fields import BadRecord, Invalid, SourceFormat, key_of, raw_text, ts_of
+from dataflows.inputs.fields import (
+    BadRecord,
+    Invalid,
+    SourceFormat,
+    json_type_name,
+    key_of,
+    ts_of,
+)
 from dataflows.inputs.lines import read_lines
 from joins import Event, Side, content_id
 from joins.spec import MAX_TS_MS, MIN_TS_MS
+
+
+def _no_constant(name: str) -> NoReturn:
+    msg = f"{name} is not valid JSON"
+    raise ValueError(msg)
+
+
+#: ``json.loads`` without the non-standard constants (a decoder built once: the
+#: same C scanner, no per-call set-up).
+_loads = json.JSONDecoder(parse_constant=_no_constant).decode
 
 
 def read_jsonl(
@@ -30,74 +55,92 @@ def read_jsonl(
 ) -> Iterator[tuple[list[Event | Invalid], int]]:
     """Batches of at most ``size`` events and dead letters of a JSON Lines file,
     from byte offset ``start``, each with the offset to resume after it."""
-    loads = json.loads
-    key_field = fmt.key_fields[0] if len(fmt.key_fields) == 1 else None
-    time_field = fmt.time_field
-    fast_ms = fmt.time_unit == "ms"
-    lo, hi = MIN_TS_MS, MAX_TS_MS
     batch: list[Event | Invalid] = []
     pos = start
     for lines, first, step in read_lines(handle, start):
         # ``step`` is 0 only for a final line without newline (alone in its chunk)
         pos = first
+        records: list[tuple[int, bytes]] = []
+        add = records.append
         for line in lines:
             off = pos
             pos += len(line) + step
             if line[-1:] == b"\r":
                 line = line[:-1]
-            if not line or line.isspace():
+            if not line or (line[:1] in b" \t\r" and not line.strip(b" \t\r")):
                 continue
-            text = None
-            try:
-                if line[:1] == b"{" and line[1:2] != b"\x00":
-                    # what json.loads detects for such bytes, minus the detection
-                    text = line.decode("utf-8", "surrogatepass")
-                    rec = loads(text)
-                else:
-                    rec = loads(line)
-            except json.JSONDecodeError as exc:
-                reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
-                batch.append(Invalid(side, reason, raw_text(line), partition, off))
-                rec = None
-            except UnicodeDecodeError as exc:
-                reason = f"invalid UTF-8: {exc.reason} at byte {exc.start}"
-                batch.append(Invalid(side, reason, raw_text(line), partition, off))
-                rec = None
-            except (ValueError, RecursionError) as exc:
-                reason = f"invalid JSON: {type(exc).__name__}: {exc}"
-                batch.append(Invalid(side, reason, raw_text(line), partition, off))
-                rec = None
-            if rec is None:
-                pass
-            elif type(rec) is not dict:
-                reason = f"record is not an object (got {type(rec).__name__})"
-                batch.append(Invalid(side, reason, raw_text(line), partition, off))
-            else:
-                key = rec.get(key_field) if key_field is not None else None
-                ts = rec.get(time_field)
-                if (
-                    type(key) is str
-                    and key
-                    and fast_ms
-                    and type(ts) is int
-                    and lo <= ts <= hi
-                    and key.isascii()
-                    and "\x00" not in key
-                ):
-                    # An ASCII line is the record's JSON text as it stands: state and
-                    # outputs carry it as is instead of encoding the record again.
-                    raw = text if text is not None and text.isascii() else None
-                    batch.append(Event(side, key, ts, content_id(line), rec, partition, off, raw))
-                else:
-                    try:
-                        event = Event(side, key_of(rec, fmt), ts_of(rec, fmt),
-                                      content_id(line), rec, partition, off)
-                    except BadRecord as bad:
-                        batch.append(Invalid(side, str(bad), raw_text(line), partition, off))
-                    else:
-                        batch.append(event)
+            add((off, line))
+        done = 0
+        while done < len(records):
+            part = records[done : done + size - len(batch)]
+            decode_json_values(part, side, fmt, partition, batch)
+            done += len(part)
             if len(batch) >= size:
-                yield batch, pos
+                yield batch, records[done][0] if done < len(records) else pos
                 batch = []
     if batch:
         yield batch, pos
+
+
+def decode_json_values(
+    records: list[tuple[int, bytes]],
+    side: Side,
+    fmt: SourceFormat,
+    partition: str,
+    out: list[Event | Invalid],
+) -> None:
+    """Append to ``out`` an event or a dead letter for each ``(offset, bytes)``
+    record, each one JSON object: a JSON Lines line without its terminator, or
+    a Kafka message value (:mod:`dataflows.inputs.kafka_records`); the same
+    rules for both."""
+    loads = _loads
+    key_field = fmt.key_fields[0] if len(fmt.key_fields) == 1 else None
+    time_field = fmt.time_field
+    fast_ms = fmt.time_unit == "ms"
+    lo, hi = MIN_TS_MS, MAX_TS_MS
+    append = out.append
+    for off, line in records:
+        try:
+            text = line.decode()
+            if text[:1] == "\ufeff":
+                text = text[1:]
+            rec = loads(text)
+        except UnicodeDecodeError as exc:
+            reason = f"invalid UTF-8: {exc.reason} at byte {exc.start}"
+            append(Invalid(side, reason, line, partition, off))
+            continue
+        except json.JSONDecodeError as exc:
+            reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
+            append(Invalid(side, reason, line, partition, off))
+            continue
+        except (ValueError, RecursionError) as exc:
+            reason = f"invalid JSON: {type(exc).__name__}: {exc}"
+            append(Invalid(side, reason, line, partition, off))
+            continue
+        if type(rec) is not dict:
+            reason = f"record is not an object (got {json_type_name(rec)})"
+            append(Invalid(side, reason, line, partition, off))
+            continue
+        key = rec.get(key_field) if key_field is not None else None
+        ts = rec.get(time_field)
+        if (
+            type(key) is str
+            and key
+            and fast_ms
+            and type(ts) is int
+            and lo <= ts <= hi
+            and key.isascii()
+            and "\x00" not in key
+        ):
+            # An ASCII line is the record's JSON text as it stands: state and
+            # outputs carry it as is instead of encoding the record again.
+            raw = text if text.isascii() else None
+            append(Event(side, key, ts, content_id(line), rec, partition, off, raw))
+            continue
+        try:
+            event = Event(side, key_of(rec, fmt), ts_of(rec, fmt),
+                          content_id(line), rec, partition, off)
+        except BadRecord as bad:
+            append(Invalid(side, str(bad), line, partition, off))
+        else:
+            append(event)

@@ -3,13 +3,17 @@ no Kafka client: a source hands in ``(offset, value)`` pairs of one partition.
 
 Two value formats (:data:`KAFKA_VALUE_FORMATS`):
 
-- ``json``: one JSON object per value, read by the same rules as a JSON Lines
-  line (:mod:`dataflows.inputs.jsonl_format`). ``Event.eid = content_id(value)``;
-  an ASCII value is kept as the event's ``record_json``.
+- ``json``: one JSON object per value, read by the same code as a JSON Lines
+  line (:func:`dataflows.inputs.jsonl_format.decode_json_values`).
+  ``Event.eid = content_id(value)``; an ASCII value is kept as the event's
+  ``record_json``.
 - ``confluent-avro``: the Confluent wire format
   (:mod:`dataflows.inputs.confluent_wire`). The writer schema comes by id from
   a :class:`WriterSchemas` (the Schema Registry client caches it), and the datum
-  is decoded with fastavro's ``schemaless_reader``, resolved to the side's
+  is decoded with fastavro's ``schemaless_reader`` to JSON-safe values (the
+  writer and reader schemas rewritten by
+  :func:`dataflows.inputs.avro_values.json_safe_schema`, as for Avro files; a
+  ``timestamp-*`` time field states its own unit), resolved to the side's
   reader schema when one is given (schema evolution: older or newer writer
   schemas that Avro resolution accepts read as the reader schema; without a
   reader schema each record reads as its writer wrote it). Identity as for
@@ -24,8 +28,9 @@ Key and time follow the file formats' rules exactly: both go through
 Every value becomes an event or a dead letter (:class:`~dataflows.inputs.Invalid`)
 whose ``partition`` names the topic and Kafka partition (:func:`kafka_partition_name`:
 ``side:topic:partition``) and whose ``offset`` is the record's Kafka offset. Its
-``raw`` is the value as text for ``json`` (UTF-8, bad bytes replaced, as for
-files) and **base64 of the exact value bytes** for ``confluent-avro``. Reasons:
+``raw`` is the value's exact bytes (written as text when they are UTF-8 JSON,
+always as base64 for ``confluent-avro``, see
+:mod:`dataflows.outputs.dead_letters`). Reasons:
 a null value (``value is null (a tombstone)``), an empty one, bad JSON, a bad
 frame (short, unknown magic byte), an unknown schema id, a datum that does not
 decode or resolve (``avro: ...``), a missing or bad key or time field.
@@ -37,7 +42,6 @@ which propagates so that the source retries instead of dead-lettering.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from collections.abc import Sequence
@@ -46,18 +50,11 @@ from typing import Any, Literal, Protocol, get_args
 import fastavro
 
 from dataflows.errors import ConfigError
+from dataflows.inputs.avro_values import json_safe_schema, timestamp_unit
 from dataflows.inputs.confluent_wire import HEADER_BYTES, BadFrame, unframe
-from dataflows.inputs.fields import (
-    RAW_LIMIT,
-    BadRecord,
-    Invalid,
-    SourceFormat,
-    key_of,
-    raw_text,
-    ts_of,
-)
+from dataflows.inputs.fields import BadRecord, Invalid, SourceFormat, json_type_name, key_of, ts_of
+from dataflows.inputs.jsonl_format import decode_json_values
 from joins import Event, Side, content_id
-from joins.spec import MAX_TS_MS, MIN_TS_MS
 
 KafkaValueFormat = Literal["json", "confluent-avro"]
 KAFKA_VALUE_FORMATS: tuple[KafkaValueFormat, ...] = get_args(KafkaValueFormat)
@@ -71,11 +68,11 @@ class UnknownSchemaId(LookupError):
 
 
 class WriterSchemas(Protocol):
-    """Writer schemas by Schema Registry id (parsed for fastavro, cached)."""
+    """Writer schemas by Schema Registry id (cached)."""
 
-    def writer_schema(self, schema_id: int) -> Any:
-        """The parsed schema ``schema_id``; raises :class:`UnknownSchemaId` when
-        the registry has none, anything else when it cannot be asked."""
+    def schema_text(self, schema_id: int) -> str:
+        """The JSON text of schema ``schema_id``; raises :class:`UnknownSchemaId`
+        when the registry has none, anything else when it cannot be asked."""
         ...
 
 
@@ -83,11 +80,6 @@ def kafka_partition_name(side: Side, topic: str, partition: int) -> str:
     """The source partition name of one Kafka partition: ``side:topic:partition``
     (topic names cannot hold ``:``)."""
     return f"{side}:{topic}:{partition}"
-
-
-def _avro_raw(value: bytes) -> str:
-    # base64 grows 4/3: cut the bytes so that the text stays within RAW_LIMIT
-    return base64.b64encode(value[: RAW_LIMIT // 4 * 3]).decode("ascii")
 
 
 class KafkaRecordDecoder:
@@ -112,14 +104,17 @@ class KafkaRecordDecoder:
         self.fmt = fmt
         self.value_format = value_format
         self._schemas = schemas
-        self._writers: dict[int, Any] = {}
+        #: schema id -> (parsed JSON-safe writer schema, time unit it states or None)
+        self._writers: dict[int, tuple[Any, str | None]] = {}
         self._reader = None
+        self._reader_unit: str | None = None
         if reader_schema is not None:
             try:
-                self._reader = fastavro.parse_schema(reader_schema)
+                self._reader = fastavro.parse_schema(json_safe_schema(reader_schema))
             except Exception as exc:  # fastavro raises several types on bad schemas
                 msg = f"the {side} reader schema is not a valid Avro schema: {exc}"
                 raise ConfigError(msg) from exc
+            self._reader_unit = timestamp_unit(reader_schema, fmt.time_field)
 
     def decode(self, partition: str, values: Sequence[KafkaValue]) -> list[Event | Invalid]:
         """Events and dead letters of ``values``, in order."""
@@ -128,84 +123,56 @@ class KafkaRecordDecoder:
         return self._avro(partition, values)
 
     def _json(self, partition: str, values: Sequence[KafkaValue]) -> list[Event | Invalid]:
-        side, fmt = self.side, self.fmt
-        loads = json.loads
-        key_field = fmt.key_fields[0] if len(fmt.key_fields) == 1 else None
-        time_field = fmt.time_field
-        fast_ms = fmt.time_unit == "ms"
-        lo, hi = MIN_TS_MS, MAX_TS_MS
+        side = self.side
         out: list[Event | Invalid] = []
-        append = out.append
+        run: list[tuple[int, bytes]] = []
         for offset, value in values:
-            if value is None:
-                append(Invalid(side, "value is null (a tombstone)", "", partition, offset))
+            if value is not None and value.strip(b" \t\r\n"):
+                run.append((offset, value))
                 continue
-            text = None
-            try:
-                if value[:1] == b"{" and value[1:2] != b"\x00":
-                    text = value.decode("utf-8", "surrogatepass")
-                    rec = loads(text)
-                elif not value.strip():
-                    append(Invalid(side, "value is empty", raw_text(value), partition, offset))
-                    continue
-                else:
-                    rec = loads(value)
-            except json.JSONDecodeError as exc:
-                reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
-                append(Invalid(side, reason, raw_text(value), partition, offset))
-                continue
-            except UnicodeDecodeError as exc:
-                reason = f"invalid UTF-8: {exc.reason} at byte {exc.start}"
-                append(Invalid(side, reason, raw_text(value), partition, offset))
-                continue
-            except (ValueError, RecursionError) as exc:
-                reason = f"invalid JSON: {type(exc).__name__}: {exc}"
-                append(Invalid(side, reason, raw_text(value), partition, offset))
-                continue
-            if type(rec) is not dict:
-                reason = f"record is not an object (got {type(rec).__name__})"
-                append(Invalid(side, reason, raw_text(value), partition, offset))
-                continue
-            key = rec.get(key_field) if key_field is not None else None
-            ts = rec.get(time_field)
-            if (type(key) is str and key and fast_ms and type(ts) is int and lo <= ts <= hi
-                    and key.isascii() and "\x00" not in key):
-                raw = text if text is not None and text.isascii() else None
-                append(Event(side, key, ts, content_id(value), rec, partition, offset, raw))
-                continue
-            try:
-                append(Event(side, key_of(rec, fmt), ts_of(rec, fmt), content_id(value), rec,
-                             partition, offset))
-            except BadRecord as bad:
-                append(Invalid(side, str(bad), raw_text(value), partition, offset))
+            if run:
+                decode_json_values(run, side, self.fmt, partition, out)
+                run = []
+            reason = "value is null (a tombstone)" if value is None else "value is empty"
+            out.append(Invalid(side, reason, value or b"", partition, offset))
+        if run:
+            decode_json_values(run, side, self.fmt, partition, out)
         return out
+
+    def _writer(self, schema_id: int) -> tuple[Any, str | None]:
+        found = self._writers.get(schema_id)
+        if found is None:
+            assert self._schemas is not None  # noqa: S101 - checked in __init__
+            raw = json.loads(self._schemas.schema_text(schema_id))
+            unit = self._reader_unit if self._reader is not None else timestamp_unit(
+                raw, self.fmt.time_field)
+            found = self._writers[schema_id] = (fastavro.parse_schema(json_safe_schema(raw)), unit)
+        return found
 
     def _avro(self, partition: str, values: Sequence[KafkaValue]) -> list[Event | Invalid]:
         side, fmt, reader = self.side, self.fmt, self._reader
-        schemas = self._schemas
-        assert schemas is not None  # noqa: S101 - checked in __init__
         dumps = json.dumps
         read = fastavro.schemaless_reader
         out: list[Event | Invalid] = []
         append = out.append
-        writers = self._writers
+
+        def dead(reason: str, value: bytes, offset: int) -> None:
+            append(Invalid(side, reason, value, partition, offset, binary=True))
+
         for offset, value in values:
             if value is None:
-                append(Invalid(side, "value is null (a tombstone)", "", partition, offset))
+                dead("value is null (a tombstone)", b"", offset)
                 continue
             try:
                 schema_id = unframe(value)
             except BadFrame as bad:
-                append(Invalid(side, str(bad), _avro_raw(value), partition, offset))
+                dead(str(bad), value, offset)
                 continue
-            writer = writers.get(schema_id)
-            if writer is None:
-                try:
-                    writer = writers[schema_id] = schemas.writer_schema(schema_id)
-                except UnknownSchemaId:
-                    reason = f"confluent-avro: unknown schema id {schema_id}"
-                    append(Invalid(side, reason, _avro_raw(value), partition, offset))
-                    continue
+            try:
+                writer, unit = self._writer(schema_id)
+            except UnknownSchemaId:
+                dead(f"confluent-avro: unknown schema id {schema_id}", value, offset)
+                continue
             buf = io.BytesIO(value)
             buf.seek(HEADER_BYTES)
             try:
@@ -213,22 +180,20 @@ class KafkaRecordDecoder:
             except Exception as exc:  # fastavro raises many types on bad bytes
                 what = ("cannot resolve to the reader schema"
                         if type(exc).__name__ == "SchemaResolutionError" else "cannot decode")
-                reason = f"avro: {what} (writer schema id {schema_id}): {type(exc).__name__}: {exc}"
-                append(Invalid(side, reason, _avro_raw(value), partition, offset))
+                dead(f"avro: {what} (writer schema id {schema_id}): {type(exc).__name__}: {exc}",
+                     value, offset)
                 continue
             if buf.tell() != len(value):
-                reason = (f"avro: {len(value) - buf.tell()} bytes left after the datum "
-                          f"(writer schema id {schema_id})")
-                append(Invalid(side, reason, _avro_raw(value), partition, offset))
+                dead(f"avro: {len(value) - buf.tell()} bytes left after the datum "
+                     f"(writer schema id {schema_id})", value, offset)
                 continue
             if type(datum) is not dict:
-                reason = f"record is not an object (got {type(datum).__name__})"
-                append(Invalid(side, reason, _avro_raw(value), partition, offset))
+                dead(f"record is not an object (got {json_type_name(datum)})", value, offset)
                 continue
-            canon = dumps(datum, sort_keys=True, separators=(",", ":"), default=str)
+            canon = dumps(datum, sort_keys=True, separators=(",", ":"))
             try:
-                append(Event(side, key_of(datum, fmt), ts_of(datum, fmt),
+                append(Event(side, key_of(datum, fmt), ts_of(datum, fmt, unit),
                              content_id(canon.encode()), datum, partition, offset))
             except BadRecord as bad:
-                append(Invalid(side, str(bad), _avro_raw(value), partition, offset))
+                dead(str(bad), value, offset)
         return out

@@ -106,6 +106,13 @@ class JoinMetrics:
             ["stream", "reason"],
             registry=r,
         )
+        self.invalid_raw_truncated = Counter(
+            "streamjoin_invalid_raw_truncated",
+            "Dead letters whose raw bytes were cut (records over 1 MiB): the dead "
+            "letter keeps the first bytes and says the full length.",
+            ["stream"],
+            registry=r,
+        )
         # -- the join (fed by the shard logic, from the joiner's counters) ---------
         self.join_events = Counter(
             "streamjoin_join_events",
@@ -250,6 +257,7 @@ class JoinMetrics:
             ):
                 counter.labels(side)
             self.lateness.labels(side)
+            self.invalid_raw_truncated.labels(side)
             for reason in REASON_CLASSES:
                 self.invalid_events.labels(side, reason)
 
@@ -272,8 +280,11 @@ class JoinMetrics:
             child.inc(events)
         self.progress.record_input(stream, partition, max_ts_ms, closed=closed)
 
-    def observe_invalid(self, stream: str, reasons: Iterable[str]) -> None:
-        """Dead letters of ``stream``: their ``Invalid.reason`` texts."""
+    def observe_invalid(self, stream: str, reasons: Iterable[str], truncated: int = 0) -> None:
+        """Dead letters of ``stream``: their ``Invalid.reason`` texts, and how many
+        of them had their raw bytes cut."""
+        if truncated:
+            self.invalid_raw_truncated.labels(stream).inc(truncated)
         counts: dict[str, int] = {}
         for reason in reasons:
             name = reason_class(reason)

@@ -187,4 +187,8 @@ def observe_source_batch(metrics: JoinMetrics, batch: SourceBatch) -> None:
         batch.side, mark.partition, len(batch.events), mark.max_ts, closed=mark.closed
     )
     if batch.invalid:
-        metrics.observe_invalid(batch.side, [i.reason for i in batch.invalid])
+        metrics.observe_invalid(
+            batch.side,
+            [i.reason for i in batch.invalid],
+            truncated=sum(1 for i in batch.invalid if i.raw_truncated),
+        )

@@ -4,6 +4,8 @@ Avro) and how an output directory is read back. No engine here.
 
 - :mod:`~dataflows.outputs.records`: the row dicts of the three outputs, their
   Avro schemas (``dataflows/schemas/``) and encodings;
+- :mod:`~dataflows.outputs.dead_letters`: the dead-letter row, with the
+  record's exact bytes (text or base64) and how to get them back;
 - :mod:`~dataflows.outputs.joined_lines`: :class:`JoinedLineEncoder`, JSON
   Lines of joined rows with each event's JSON encoded once;
 - :mod:`~dataflows.outputs.readback`: every row of an output directory
@@ -14,6 +16,7 @@ Bytewax's sinks that write them are in :mod:`dataflows.sinks`.
 
 from __future__ import annotations
 
+from dataflows.outputs.dead_letters import encode_raw, invalid_record, raw_bytes_of
 from dataflows.outputs.joined_lines import JoinedLineEncoder
 from dataflows.outputs.readback import output_files, read_file_rows, read_rows
 from dataflows.outputs.records import (
@@ -22,7 +25,6 @@ from dataflows.outputs.records import (
     PARSED_SCHEMAS,
     SCHEMAS,
     OutputKind,
-    invalid_record,
     joined_record,
     json_line,
     late_record,
@@ -37,11 +39,13 @@ __all__ = [
     "SCHEMAS",
     "JoinedLineEncoder",
     "OutputKind",
+    "encode_raw",
     "invalid_record",
     "joined_record",
     "json_line",
     "late_record",
     "output_files",
+    "raw_bytes_of",
     "read_file_rows",
     "read_rows",
     "write_avro",

@@ -8,7 +8,9 @@ Three outputs, each a dict per row:
 - late: :func:`late_record` -> ``side, reason="late", watermark_ms, lateness_ms,
   record`` plus extras ``key, ts, partition, offset, eid`` (so that ``validate``
   can subtract late events exactly by identity);
-- invalid: :func:`invalid_record` -> ``side, reason, raw, partition, offset``.
+- invalid: :func:`invalid_record` -> ``side, reason, raw, partition, offset``
+  plus ``raw_encoding``, ``raw_bytes``, ``raw_truncated``, ``avro_schema``,
+  ``avro_codec``: the record's exact bytes (:mod:`dataflows.outputs.dead_letters`).
 
 Encodings: JSON Lines (:func:`json_line`: compact, ASCII-escaped so that any
 input text, even lone surrogates, encodes; values JSON lacks, such as ``bytes``
@@ -30,7 +32,7 @@ from typing import IO, Any, Literal
 
 import fastavro
 
-from dataflows.inputs import Invalid
+from dataflows.outputs.dead_letters import invalid_record
 from joins import Late, Matched, Unmatched, match_id, unmatched_id
 
 OutputKind = Literal["joined", "late", "invalid"]
@@ -141,17 +143,6 @@ def late_record(late: Late) -> dict[str, Any]:
         "partition": event.partition,
         "offset": event.offset,
         "eid": event.eid.hex(),
-    }
-
-
-def invalid_record(invalid: Invalid) -> dict[str, Any]:
-    """The dead-letter dict of an input record that could not be decoded."""
-    return {
-        "side": invalid.side,
-        "reason": invalid.reason,
-        "raw": invalid.raw,
-        "partition": invalid.partition,
-        "offset": invalid.offset,
     }
 
 

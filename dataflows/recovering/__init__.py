@@ -4,13 +4,19 @@
 inspection); this room plugs them into the engine:
 
 - :mod:`~dataflows.recovering.store`: what a recovery directory is valid for
-  (:func:`identity_of`), creating it and Bytewax's partitions on first use
-  (:func:`open_store`), refusing another join configuration or shard count,
-  and a resume from changed input files (:func:`check_store_inputs`);
+  (:func:`identity_of`, :func:`check_store_settings`: every setting that
+  changes the output), creating it and Bytewax's partitions on first use
+  (:func:`open_store`; a lost partition afterwards is refused), a resume
+  from changed input files (:func:`check_store_inputs`), a state directory on
+  another filesystem (:func:`check_filesystems`) and a directory others can
+  write (:func:`check_trusted`);
 - :mod:`~dataflows.recovering.session`: the parent's side of an execution
-  (:func:`begin`, :class:`Session`): fresh, resume or finished; the pruning
-  of unloadable rows, the record of the input files, checkpoint clean-up
-  before, during and after the workers;
+  (:func:`begin`, :class:`Session`): fresh, resume or finished; the integrity
+  check of the store and the epoch to resume at
+  (:func:`recovery.integrity.plan_resume`, ``--resume-epoch``), the rewind to
+  it, the refusal of a finished run whose inputs grew, the record of the
+  input files and settings, checkpoint clean-up before, during and after the
+  workers;
 - :mod:`~dataflows.recovering.worker`: the workers' side
   (:func:`worker_recovery`, :func:`recovering_runtime`): the run lock, the
   ``RecoveryConfig``, restore-on-resume and snapshots of the shards;

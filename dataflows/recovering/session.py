@@ -1,14 +1,19 @@
 """The parent's side of a recovering execution (issue #4): :func:`begin` and its
 :class:`Session`.
 
-:func:`begin` (called by :func:`dataflows.run.run`) opens the store
-(:mod:`dataflows.recovering.store`: created on first use, refused if it was
-initialised for another configuration or read other input files). Then, with
-no worker running (quiescent lock), it drops the recovery rows a crashed
-execution wrote at or above the resume epoch
-(:func:`recovery.prune.prune_unloadable_rows`), records the input files as
-they are now (a later resume is held to these sizes) and deletes every
-checkpoint no retained row references. A fresh store empties ``OUT`` as a
+:func:`begin` (called by :func:`dataflows.run.run`) checks before it changes
+anything: the state directory on the checkpoints' filesystem, the store's
+recorded settings (:mod:`dataflows.config.identity`), ``--out``
+(:mod:`dataflows.sinks.out_dir`), the store itself (:mod:`dataflows.recovering.store`:
+created on first use; its partitions; who can write it; its input files).
+Then, with no worker running (quiescent lock), it plans the resume
+(:func:`recovery.integrity.plan_resume`: complete and consistent at the
+resume epoch, or at ``--resume-epoch``, or refused naming what is missing),
+rewinds the store to that epoch (:func:`recovery.prune.rewind`: the rows a
+crashed execution wrote at or above it are dropped), refuses a finished run
+whose inputs grew, records the input files as they are now (a later resume is
+held to these sizes), the settings and the commit delay, and deletes every
+checkpoint no retained row references. A fresh store prepares ``OUT`` as a
 run without recovery does; a resume keeps ``OUT`` (the file sinks truncate
 themselves to their snapshotted positions); a store whose join already
 finished (every shard's resumable row is a discard) runs no workers and only
@@ -21,25 +26,34 @@ round runs (:meth:`Session.end`).
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from dataflows.config import RunConfig
-from dataflows.errors import InputError, RunError
+from dataflows.errors import ConfigError, InputError, RunError
 from dataflows.recovering.store import (
+    check_filesystems,
     check_store_inputs,
+    check_store_settings,
+    check_trusted,
     input_paths,
+    make_state_dir,
     open_store,
+    record_store_settings,
     view_has_executions,
 )
+from dataflows.shards import shard_names
+from dataflows.sinks import check_out_dir, prepare_out_dir, write_config
+from joins.watermark import WM_MAX
 from recovery.errors import RecoveryError
 from recovery.gc import PeriodicCleanup, collect_garbage
-from recovery.inputs import observe_inputs
-from recovery.inspect import resumable_snapshot
-from recovery.layout import RecoveryLayout, record_inputs
-from recovery.prune import prune_unloadable_rows
+from recovery.inputs import InputFile, grown_files, observe_inputs
+from recovery.inspect import ResumableSnapshot, resumable_snapshot
+from recovery.integrity import DamagedRecoveryError, EpochOutOfRangeError, plan_resume
+from recovery.layout import MANIFEST_NAME, RecoveryLayout, record_commit_delay, record_inputs
+from recovery.prune import prune_unloadable_rows, rewind
+from recovery.trust import write_private_text
 
 #: The run configuration of the latest execution, kept in the recovery
 #: directory (``streamjoin replay`` starts from it).
@@ -100,29 +114,111 @@ class Session:
         }
 
 
-def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Session:
+def commit_delay_epochs(cfg: RunConfig) -> int:
+    """How many epochs behind its frontier this execution's Bytewax commits (and
+    garbage-collects): ``ceil(backup interval / epoch interval)``."""
+    return -(-cfg.backup_interval_ms // cfg.epoch_interval_ms)
+
+
+def _finished(snap: ResumableSnapshot) -> bool:
+    """Every shard's logic finished (its resumable row is a discard)."""
+    return not snap.shards and any(
+        d.split("/", 1)[0].endswith(JOIN_STEP_SUFFIX) for d in snap.discarded
+    )
+
+
+def _ended(snap: ResumableSnapshot) -> bool:
+    """The join reached its end: finished, or a shard's watermark is +inf (every
+    input closed, everything evicted) though not every shard discarded yet."""
+    return _finished(snap) or any(s.watermark_ms >= WM_MAX for s in snap.shards)
+
+
+def refuse_grown_inputs_of_ended_run(
+    cfg: RunConfig, grown: list[tuple[InputFile, InputFile]]
+) -> None:
+    """A join that reached the end of its inputs cannot take appended records:
+    refuse (ConfigError, one line) if any input file grew."""
+    if not grown:
+        return
+    files = "; ".join(
+        f"{old.side} input {old.path}: {new.size_bytes - old.size_bytes} bytes more "
+        f"({old.size_bytes} read, {new.size_bytes} now)"
+        for old, new in grown
+    )
+    msg = (
+        f"the run in the recovery directory {cfg.recovery_dir} has finished (every input "
+        "was read to its end and the watermark reached +inf, so every retained event was "
+        f"evicted and the outer rows emitted), and its inputs have grown since: {files}. A "
+        "finished join cannot take more input exactly: every appended event would be late, "
+        "and rows already emitted as unmatched could not be taken back. Start a new run "
+        "over the whole inputs with a new --recovery-dir (and a new --out to keep these "
+        "results)."
+    )
+    raise ConfigError(msg)
+
+
+def begin(cfg: RunConfig) -> Session:
     """Before starting the workers of an execution (see the module docstring)."""
     if not cfg.recovery_dir:
         prepare_out_dir(cfg)
+        make_state_dir(cfg)
         return Session(cfg, "off")
+    check_filesystems(cfg)  # before anything is created
+    notes = check_store_settings(cfg)
+    new_store = not (Path(cfg.recovery_dir) / MANIFEST_NAME).exists()
+    if new_store:
+        check_out_dir(cfg)  # before the store is created
     try:
         inputs = observe_inputs(input_paths(cfg))
     except RecoveryError as exc:
         raise InputError(str(exc)) from exc
+    if not new_store:
+        check_trusted(cfg)  # before reading its partitions: Bytewax unpickles its rows
     layout = open_store(cfg, inputs)
+    if new_store:
+        check_trusted(cfg)  # e.g. under a directory others can write
     executed = view_has_executions(layout)
-    notes = check_store_inputs(cfg, layout, executed)
+    notes += check_store_inputs(cfg, layout, executed)
+    if not new_store:
+        check_out_dir(cfg)  # after the store's own, more precise, checks
+    recorded_inputs = layout.manifest.inputs
     try:
         with layout.quiescent_lock():
-            resume, pruned = prune_unloadable_rows(layout)
+            if executed:
+                # Complete and consistent, or refused naming what is missing
+                # (recovery.integrity); nothing is changed before this check.
+                try:
+                    plan = plan_resume(
+                        layout,
+                        shards=shard_names(cfg.shards),
+                        is_join_step=lambda step: step.endswith(JOIN_STEP_SUFFIX),
+                        requested=cfg.resume_epoch or None,
+                    )
+                except EpochOutOfRangeError as exc:
+                    raise ConfigError(str(exc)) from exc
+                if plan.problems:
+                    raise DamagedRecoveryError(plan.refusal(cfg.recovery_dir))
+                notes += plan.notes
+                resume, pruned = rewind(layout, plan.epoch)
+            elif cfg.resume_epoch:
+                msg = (
+                    f"--resume-epoch {cfg.resume_epoch}: the recovery directory "
+                    f"{cfg.recovery_dir} has not run yet, so it has no epoch to resume at"
+                )
+                raise ConfigError(msg)
+            else:
+                resume, pruned = prune_unloadable_rows(layout)
+            snap = resumable_snapshot(layout) if executed else None
+            finished = snap is not None and _finished(snap)
+            if snap is not None and recorded_inputs is not None and _ended(snap):
+                # Before the grown sizes are recorded: a rerun is refused again.
+                refuse_grown_inputs_of_ended_run(cfg, grown_files(recorded_inputs, inputs))
             layout = record_inputs(layout, inputs)
+            layout = record_store_settings(cfg, layout)
+            layout = record_commit_delay(layout, commit_delay_epochs(cfg))
         collect_garbage(layout, quiescent=True)
-        finished = False
-        if executed:
-            snap = resumable_snapshot(layout)
-            finished = not snap.shards and any(
-                d.split("/", 1)[0].endswith(JOIN_STEP_SUFFIX) for d in snap.discarded
-            )
+    except DamagedRecoveryError:
+        raise
     except RecoveryError as exc:
         msg = f"--recovery-dir {cfg.recovery_dir}: {exc}"
         raise RunError(msg) from exc
@@ -130,23 +226,13 @@ def begin(cfg: RunConfig, prepare_out_dir: Callable[[RunConfig], None]) -> Sessi
         prepare_out_dir(cfg)
         mode = "fresh"
     else:
-        _write_out_config(cfg)
+        write_config(cfg)  # keeps the outputs: the sinks truncate to their snapshots
         mode = "finished" if finished else "resume"
-    (layout.dir / RUN_CONFIG_NAME).write_text(json.dumps(cfg.to_json(), indent=2), "utf-8")
+    kept = replace(cfg, resume_epoch=0)  # a one-off: replay starts from this file
+    write_private_text(layout.dir / RUN_CONFIG_NAME, json.dumps(kept.to_json(), indent=2))
+    make_state_dir(cfg)
     session = Session(cfg, mode, layout, resume, pruned, notes=tuple(notes))
     if session.needs_workers:
         interval = min(max(2 * cfg.epoch_interval_ms / 1000.0, 1.0), 30.0)
         session.cleanup = PeriodicCleanup(layout, interval).start()
     return session
-
-
-def _write_out_config(cfg: RunConfig) -> None:
-    """On resume: keep the outputs, refresh ``OUT/.run/config.json``."""
-    run_dir = os.path.join(cfg.out_dir, ".run")
-    os.makedirs(run_dir, exist_ok=True)
-    for kind in ("joined", "late", "invalid"):
-        os.makedirs(os.path.join(cfg.out_dir, kind), exist_ok=True)
-    path = os.path.join(run_dir, "config.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(cfg.to_json(), f, indent=2)
-    os.replace(path + ".tmp", path)

@@ -5,7 +5,8 @@ On first use the parent (:func:`open_store`, called by
 :func:`dataflows.recovering.session.begin`) creates and initialises the
 recovery directory (``run_manifest.json`` plus ``python -m bytewax.recovery
 DIR N`` with ``N`` = the first run's worker count, at least 2). It refuses a
-directory initialised for another join configuration or shard count, and
+directory written under other settings (:func:`check_store_settings`: every
+setting that changes the output, :mod:`dataflows.config.identity`), and
 (:func:`check_store_inputs`) a resume whose input files are not the ones the
 store read (:func:`recovery.inputs.check_inputs`: missing, shorter, another
 head, another list; grown is fine), both as
@@ -21,13 +22,81 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dataflows.config import RunConfig
+from dataflows.config import (
+    RunConfig,
+    describe_changes,
+    join_settings,
+    setting_changes,
+    store_settings,
+    unrecorded,
+)
 from dataflows.errors import ConfigError, RunError
-from recovery.errors import IncompatibleRecoveryError, InputsChangedError, RecoveryError
+from recovery.checkpoints import check_same_filesystem
+from recovery.errors import (
+    FilesystemMismatchError,
+    IncompatibleRecoveryError,
+    InputsChangedError,
+    RecoveryError,
+    UntrustedRecoveryError,
+)
 from recovery.identity import JoinIdentity
 from recovery.inputs import InputFiles, check_inputs
-from recovery.layout import RecoveryLayout, init_recovery_dir
+from recovery.integrity import (
+    DamagedRecoveryError,
+    missing_partitions,
+    missing_partitions_message,
+)
+from recovery.layout import (
+    DEFAULT_CHECKPOINT_ROOT,
+    RecoveryLayout,
+    init_recovery_dir,
+    read_manifest,
+    record_settings,
+    update_manifest,
+)
 from recovery.partitions import read_partitions
+from recovery.trust import check_private, make_private_dir, make_private_file
+
+
+def check_store_settings(cfg: RunConfig) -> list[str]:
+    """Refuse to resume a store written under other settings (ConfigError, one
+    line naming each setting with its recorded and its new value; see
+    :mod:`dataflows.config.identity`). Returns notes: a store written before
+    the settings were recorded has only its join settings checked, and the
+    rest is recorded from this start on (:func:`record_store_settings`)."""
+    try:
+        manifest = read_manifest(cfg.recovery_dir)
+    except RecoveryError as exc:
+        msg = f"--recovery-dir {cfg.recovery_dir}: {exc}"
+        raise RunError(msg) from exc
+    if manifest is None:
+        return []
+    current = store_settings(cfg)
+    recorded = manifest.settings_map
+    if recorded is None:
+        recorded = join_settings(manifest.identity.spec, manifest.identity.shards)
+    changes = setting_changes(recorded, current)
+    if changes:
+        msg = (
+            f"the recovery directory {cfg.recovery_dir} holds a run with other settings: "
+            f"{describe_changes(changes)}. Its state and outputs were made with the "
+            "recorded settings, and a resume with these would mix two interpretations of "
+            "the input in one result: run with the recorded settings, or use a new "
+            "recovery directory and --out."
+        )
+        raise ConfigError(msg)
+    missing = unrecorded(recorded, current)
+    if not missing:
+        return []
+    return [
+        f"recovery: {cfg.recovery_dir} has no record of {', '.join(missing)} (created "
+        "before they were recorded): not checked this time, recorded for later resumes"
+    ]
+
+
+def record_store_settings(cfg: RunConfig, layout: RecoveryLayout) -> RecoveryLayout:
+    """Record ``cfg``'s settings in a store that lacks them (after the check)."""
+    return record_settings(layout, store_settings(cfg))
 
 
 def identity_of(cfg: RunConfig) -> JoinIdentity:
@@ -51,13 +120,18 @@ def open_store(cfg: RunConfig, inputs: InputFiles | None = None) -> RecoveryLayo
     ConfigError."""
     try:
         layout = init_recovery_dir(
-            cfg.recovery_dir, identity_of(cfg), default_partitions(cfg), inputs=inputs
+            cfg.recovery_dir, identity_of(cfg), default_partitions(cfg), inputs=inputs,
+            settings=store_settings(cfg),
         )
     except IncompatibleRecoveryError as exc:
         raise ConfigError(str(exc).replace("\n", " ")) from exc
-    if layout.needs_partitions or not _partitions_complete(layout):
+    if layout.manifest.partitions_ready:
+        missing = missing_partitions(layout)
+        if missing:  # they existed: lost, not an interrupted initialisation
+            raise DamagedRecoveryError(missing_partitions_message(layout, missing))
+    elif layout.needs_partitions or not _partitions_complete(layout):
         _init_partitions(layout)
-    return layout
+    return update_manifest(layout, partitions_ready=True)
 
 
 def check_store_inputs(cfg: RunConfig, layout: RecoveryLayout, executed: bool) -> list[str]:
@@ -79,23 +153,61 @@ def check_store_inputs(cfg: RunConfig, layout: RecoveryLayout, executed: bool) -
     return []
 
 
-def _partitions_complete(layout: RecoveryLayout) -> bool:
+def check_filesystems(cfg: RunConfig) -> None:
+    """Refuse a ``--state-dir`` on another filesystem than the store's checkpoint
+    root (ConfigError; see :func:`recovery.checkpoints.check_same_filesystem`).
+    Looks at the nearest existing ancestors, so it runs before anything is created."""
     try:
-        view = read_partitions(layout.dir, with_snaps=False)
+        manifest = read_manifest(cfg.recovery_dir)
+        relative = manifest.checkpoint_root if manifest else DEFAULT_CHECKPOINT_ROOT
+        check_same_filesystem(Path(cfg.recovery_dir) / relative, cfg.state_dir)
+    except FilesystemMismatchError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def check_trusted(cfg: RunConfig) -> None:
+    """Refuse a recovery directory that someone else can write (ConfigError; see
+    :mod:`recovery.trust`): a resume unpickles its rows."""
+    try:
+        check_private(cfg.recovery_dir)
+    except UntrustedRecoveryError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def make_state_dir(cfg: RunConfig) -> None:
+    """Create ``--state-dir`` with mode 0700 (the shards' RocksDB files)."""
+    try:
+        make_private_dir(cfg.state_dir)
+    except RecoveryError as exc:
+        raise RunError(str(exc)) from exc
+
+
+def _partitions_complete(layout: RecoveryLayout) -> bool:
+    """For stores that do not record ``partitions_ready`` (older ones): an
+    incomplete set is an interrupted first initialisation, unless the store
+    shows it has run (then it is damage, refused)."""
+    missing = missing_partitions(layout)
+    try:
+        view = read_partitions(layout.dir)
         _ = view.part_count
     except RecoveryError:
-        # Incomplete: a kill during the first initialisation (nothing ran yet).
-        if view_has_executions(layout):
+        if view_has_executions(layout) or layout.checkpoints.dirs():
+            if missing:
+                raise DamagedRecoveryError(missing_partitions_message(layout, missing)) from None
             raise
         return False
-    return True
+    return not missing
 
 
 def view_has_executions(layout: RecoveryLayout) -> bool:
+    """Whether the store has run: an execution row, or any row an execution
+    writes (if its execution rows were lost with a partition, a resume must be
+    refused as damaged, never taken for a fresh start)."""
     try:
-        return bool(read_partitions(layout.dir, with_snaps=False).executions)
+        view = read_partitions(layout.dir)
     except RecoveryError:
         return False
+    return bool(view.executions or view.fronts or view.commits or view.snaps)
 
 
 def _init_partitions(layout: RecoveryLayout) -> None:
@@ -112,6 +224,7 @@ def _init_partitions(layout: RecoveryLayout) -> None:
             msg = f"cannot initialise recovery partitions in {layout.dir}: {done.stderr.strip()}"
             raise RunError(msg)
         for path in sorted(scratch.iterdir()):
+            make_private_file(path)  # 0600 whatever the umask (recovery.trust)
             os.replace(path, layout.dir / path.name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

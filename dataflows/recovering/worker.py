@@ -44,7 +44,7 @@ def worker_recovery(cfg: RunConfig) -> Any:
         return None
     from bytewax.recovery import RecoveryConfig
 
-    fd = os.open(os.path.join(cfg.recovery_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(os.path.join(cfg.recovery_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_SH)
     _LOCK_FDS.append(fd)  # released when the process exits
     return RecoveryConfig(  # type: ignore[no-untyped-call]

@@ -3,6 +3,9 @@ counters every shard and source partition reports.
 
 - :mod:`~dataflows.sinks.files`: :class:`RowFileSink`, one file per shard and
   output (joined, late, invalid), truncated to its snapshot on resume;
+- :mod:`~dataflows.sinks.out_dir`: the output directory: what in it the
+  project wrote, refusing one that holds anything else, replacing a previous
+  run's files (only those);
 - :mod:`~dataflows.sinks.stats`: :class:`StatsSink` and
   :class:`ExecutionStatsSink` (recovering runs) write the final counters to
   ``OUT/.stats/``; :func:`run_stats` reads them back for ``run.json``.
@@ -21,6 +24,13 @@ from __future__ import annotations
 from dataflows.sinks.files import RowFileSink
 from dataflows.sinks.kafka import KafkaRowPartition, KafkaRowSink, kafka_sink, ticks
 from dataflows.sinks.kafka_start import prepare_kafka_outputs
+from dataflows.sinks.out_dir import (
+    OUTPUT_KINDS,
+    check_out_dir,
+    config_path,
+    prepare_out_dir,
+    write_config,
+)
 from dataflows.sinks.stats import (
     STATS_PREFIX,
     ExecutionStatsSink,
@@ -31,16 +41,21 @@ from dataflows.sinks.stats import (
 )
 
 __all__ = [
+    "OUTPUT_KINDS",
     "STATS_PREFIX",
     "ExecutionStatsSink",
     "KafkaRowPartition",
     "KafkaRowSink",
     "RowFileSink",
     "StatsSink",
+    "check_out_dir",
+    "config_path",
     "kafka_sink",
     "prepare_kafka_outputs",
+    "prepare_out_dir",
     "read_stats",
     "run_stats",
     "stats_dir",
     "ticks",
+    "write_config",
 ]

@@ -83,7 +83,6 @@ def _load_run(run_dir: Path) -> tuple[dict[str, Any], JoinSpec, list[_Input]]:
                 key_fields=tuple(conf.get("key_fields", ("key",))),
                 time_field=conf.get("time_field", "ts"),
                 time_unit=conf.get("time_unit", "ms"),
-                key_separator=conf.get("key_separator", "|"),
             )
             paths = tuple(
                 str(p if Path(p).is_absolute() or not (run_dir / p).exists() else run_dir / p)

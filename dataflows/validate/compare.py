@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dataflows.inputs import Invalid
-from dataflows.outputs import read_rows
+from dataflows.outputs import encode_raw, read_rows
 from dataflows.validate.report import FindingCollector
 from dataflows.validate.tables import eid_bytes
 from joins import SIDES
@@ -25,7 +25,8 @@ def check_invalid(
     check: FindingCollector, root: Path, invalid: list[Invalid], stats: dict[str, int]
 ) -> None:
     """Compare the run's ``invalid/`` rows with the dead letters of its inputs."""
-    expected = Counter((i.side, i.reason, i.raw, i.offset) for i in invalid)
+    expected = Counter((i.side, i.reason, encode_raw(i.raw, i.binary)[0], i.offset)
+                       for i in invalid)
     actual: Counter[tuple[Any, ...]] = Counter()
     for row in read_rows(root / "invalid"):
         actual[(row.get("side"), row.get("reason"), row.get("raw"), row.get("offset"))] += 1

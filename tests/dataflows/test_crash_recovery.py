@@ -135,9 +135,15 @@ def test_recovery_cli_finished_store_and_incompatible_resume(
     assert cli_main(_run_args(data, out, rec, "--upper", "1h")) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
-    assert "differs in: upper" in err
+    assert "--upper was 30m, now 1h" in err
     assert cli_main([*_run_args(data, out, rec), "--shards", "8"]) == 2
-    assert "differs in: shards" in capsys.readouterr().err
+    assert "--shards was 4, now 8" in capsys.readouterr().err
+    # An epoch it cannot resume at: a usage error, and nothing changes.
+    assert cli_main([*_run_args(data, out, rec), "--resume-epoch", "100000"]) == 2
+    assert "--resume-epoch 100000: the recovery directory" in capsys.readouterr().err
+    assert cli_main([*_run_args(data, tmp_path / "out2", tmp_path / "new"),
+                     "--resume-epoch", "3"]) == 2
+    assert "has not run yet, so it has no epoch to resume at" in capsys.readouterr().err
     # The listing of a finished store: no live shard, every shard finished.
     assert cli_main(["snapshots", str(rec)]) == 0
     text = capsys.readouterr().out
@@ -218,13 +224,31 @@ def test_resume_refuses_changed_input_files_and_accepts_grown_ones(
             f"{len(original)} bytes (replaced or rewritten)")
     plays.unlink()
     refused(f"no longer given: {plays} (missing)")
-    # Grown (an appended stream): accepted; the grown size is what is recorded now,
-    # so cutting the file back to what the first run read is refused from then on.
-    plays.write_bytes(original + b'{"play_id":"appended","key":"k","ts":1800000000000}\n')
+    # Grown, but the run has finished (W = +inf, everything evicted, outer rows
+    # out): appended records could only be late, and unmatched rows already
+    # emitted could not be taken back. Refused, naming the growth, and the grown
+    # size is not recorded.
+    appended = b'{"play_id":"appended","key":"k","ts":1800000000000}\n'
+    plays.write_bytes(original + appended)
+    assert cli_main(_run_args(data, out, rec)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(
+        f"streamjoin run: error: the run in the recovery directory {rec} has finished"
+    ), err
+    assert (f"its inputs have grown since: right input {plays}: {len(appended)} bytes more "
+            f"({len(original)} read, {len(original) + len(appended)} now)") in err
+    assert "Start a new run over the whole inputs with a new --recovery-dir" in err
+    # Over the files it read, the finished store is only summarised again.
+    plays.write_bytes(original)
     assert cli_main(_run_args(data, out, rec)) == 0
     assert json.loads((out / "run.json").read_text())["recovery"]["mode"] == "finished"
-    plays.write_bytes(original)
-    refused(f"right input {plays} is shorter than recorded")
+    # As the refusal says: a new store over the grown inputs (the same --out is replaced).
+    plays.write_bytes(original + appended)
+    assert cli_main(_run_args(data, out, tmp_path / "rec2")) == 0
+    from dataflows.validate import main as validate_main
+
+    assert validate_main([str(out)]) == 0
 
 
 def test_store_without_recorded_inputs_resumes_with_a_notice(

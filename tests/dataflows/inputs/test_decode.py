@@ -68,7 +68,7 @@ def test_crlf_blank_lines_and_missing_final_newline(tmp_path: Path) -> None:
     [
         (b"{", "invalid JSON: Expecting property name enclosed in double quotes at column 2"),
         (b"nonsense", "invalid JSON: Expecting value at column 1"),
-        (b"[1,2]", "record is not an object (got list)"),
+        (b"[1,2]", "record is not an object (got array)"),
         (b'{"key":"a"}', "missing field 'ts'"),
         (b'{"ts":1}', "missing field 'key'"),
         (b'{"key":"a","ts":"abc"}', "ts is not an integer: 'abc'"),
@@ -94,7 +94,8 @@ def test_invalid_records_say_exactly_what_is_wrong(
     assert isinstance(bad, Invalid)
     assert bad.reason.startswith(reason), bad.reason
     assert (bad.side, bad.partition, bad.offset) == ("left", "p0", 20)
-    assert bad.raw == line.decode("utf-8", errors="replace")
+    assert bad.raw == line
+    assert bad.raw_bytes == len(line)
 
 
 @pytest.mark.parametrize(
@@ -130,12 +131,12 @@ def test_iso_rejects_non_timestamps(tmp_path: Path) -> None:
                        "ts is not an ISO-8601 string: 5"]
 
 
-def test_multi_field_keys_are_joined(tmp_path: Path) -> None:
+def test_multi_field_keys_are_a_json_array_of_the_parts(tmp_path: Path) -> None:
     path = write(tmp_path, b'{"u":"x","t":3,"ts":1}\n')
-    fmt = SourceFormat("jsonl", key_fields=("u", "t"), key_separator=":")
+    fmt = SourceFormat("jsonl", key_fields=("u", "t"))
     (event,) = read_all(path, fmt)
     assert isinstance(event, Event)
-    assert event.key == "x:3"
+    assert event.key == '["x","3"]'
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 1000])
@@ -175,9 +176,10 @@ def test_csv_records_resume_and_errors(tmp_path: Path) -> None:
     assert events[0].eid == content_id(b"1,a,10")
     assert events[2].eid == content_id(b'3,"multi\nline",12')
     assert events[2].offset == text.encode().index(b"3,")
-    reasons = [x.reason for x in out if isinstance(x, Invalid)]
-    assert reasons == ["csv: expected 3 columns, got 2", "key field 'key' is empty",
-                       "ts is not an integer: '1.5'", "ts is empty"]
+    bad = [x for x in out if isinstance(x, Invalid)]
+    assert [x.reason for x in bad] == ["csv: expected 3 columns, got 2", "key field 'key' is empty",
+                                       "ts is not an integer: '1.5'", "ts is empty"]
+    assert [x.raw for x in bad] == [b"4,c", b"5,,13", b"6,d,1.5", b"7,e,"]
     for size in (1, 2, 5):
         for batch, pos in read_batches(str(path), "left", CSV, "p0", 0, size):
             assert read_all(path, CSV, start=pos) == out[out.index(batch[-1]) + 1 :]
@@ -214,34 +216,44 @@ def test_avro_events_resume_by_record_index(tmp_path: Path) -> None:
     out = read_all(path, AVRO)
     assert [x.offset for x in out] == [0, 1, 2, 3, 4]
     assert isinstance(out[0], Event)
-    canon = json.dumps(recs[0], sort_keys=True, separators=(",", ":"), default=str)
+    # the canonical JSON of the record as decoded: bytes are base64
+    assert out[0].record == {"key": "k0", "ts": 0, "b": "AQ=="}
+    canon = json.dumps(out[0].record, sort_keys=True, separators=(",", ":"))
     assert out[0].eid == content_id(canon.encode())
     for batch, pos in read_batches(str(path), "left", AVRO, "p0", 0, 2):
         assert read_all(path, AVRO, start=pos) == out[out.index(batch[-1]) + 1 :]
 
 
-def test_avro_corruption_is_a_dead_letter_and_stops_the_file(tmp_path: Path) -> None:
+def test_avro_truncation_is_a_dead_letter_of_the_cut_block(tmp_path: Path) -> None:
     data = _avro([{"key": f"k{i}", "ts": i, "b": b""} for i in range(50)])
     truncated = write(tmp_path, data[: len(data) - 30], "t.avro")
     out = read_all(truncated, AVRO)
     assert all(isinstance(x, Event) for x in out[:-1])
     bad = out[-1]
     assert isinstance(bad, Invalid)
-    assert bad.reason.startswith("avro: ")
-    assert bad.reason.endswith("rest of file skipped")
+    assert bad.reason.startswith("avro: damaged block at byte ")
+    assert "no sync marker follows" in bad.reason
+    assert truncated.read_bytes().endswith(bad.raw)
     garbage = write(tmp_path, b"not avro at all", "g.avro")
     (header,) = read_all(garbage, AVRO)
     assert isinstance(header, Invalid)
-    assert header.reason.startswith("avro: cannot read the file header")
+    assert header.reason.startswith("avro: cannot read the file (not an Avro container file")
+    assert header.raw == b"not avro at all"
     assert read_all(garbage, AVRO, start=1) == []
 
 
-def test_avro_record_errors(tmp_path: Path) -> None:
-    path = write(tmp_path, _avro([{"key": "", "ts": 1, "b": b""}]), "in.avro")
+def test_avro_record_errors_hold_the_records_binary_encoding(tmp_path: Path) -> None:
+    path = write(tmp_path, _avro([{"key": "", "ts": 1, "b": b"\xff"}]), "in.avro")
     (bad,) = read_all(path, AVRO)
     assert isinstance(bad, Invalid)
     assert bad.reason == "key field 'key' is empty"
-    assert json.loads(bad.raw) == {"key": "", "ts": 1, "b": "b''"}
+    assert bad.avro_schema is not None
+    writer = fastavro.parse_schema(json.loads(bad.avro_schema))
+    assert fastavro.schemaless_reader(io.BytesIO(bad.raw), writer, None) == {
+        "key": "", "ts": 1, "b": b"\xff"}
+    encoded = io.BytesIO()
+    fastavro.schemaless_writer(encoded, writer, {"key": "", "ts": 1, "b": b"\xff"})
+    assert bad.raw == encoded.getvalue()
 
 
 @pytest.mark.parametrize(

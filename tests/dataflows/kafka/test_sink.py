@@ -61,7 +61,7 @@ def read_topic(bootstrap: str, topic: str, partitions: int) -> list[dict[str, An
 
 
 def dead_letters(n: int) -> list[tuple[str, list[Invalid]]]:
-    return [(SHARDS[i % 2], [Invalid("left", "bad", f"raw{i}", "left:in:0", i)])
+    return [(SHARDS[i % 2], [Invalid("left", "bad", f"raw{i}".encode(), "left:in:0", i)])
             for i in range(n)]
 
 

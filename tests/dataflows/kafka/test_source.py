@@ -97,8 +97,8 @@ def test_until_end_reads_to_the_end_taken_at_start(
     got = read_until(p1, closed)
     bad = [(i.offset, i.reason, i.raw, i.partition) for b in got for i in b.invalid]
     assert bad == [(1, "invalid JSON: Expecting property name enclosed in double quotes "
-                       "at column 2", "{broken", f"left:{topic}:1"),
-                   (2, "missing field 'ts'", '{"key": "b"}', f"left:{topic}:1")]
+                       "at column 2", b"{broken", f"left:{topic}:1"),
+                   (2, "missing field 'ts'", b'{"key": "b"}', f"left:{topic}:1")]
     p2 = src.build_part("in", f"left:{topic}:2", None)  # empty: closes at once
     [only] = read_until(p2, closed)
     assert only.closed

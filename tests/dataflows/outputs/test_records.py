@@ -49,9 +49,10 @@ def test_late_and_invalid_records() -> None:
     assert late == {"side": "left", "reason": "late", "watermark_ms": 100, "lateness_ms": 90,
                     "record": L.record, "key": "k", "ts": 10, "partition": "left:0:x",
                     "offset": 3, "eid": L.eid.hex()}
-    bad = records.invalid_record(Invalid("right", "missing field 'ts'", "{}", "p", 5))
+    bad = records.invalid_record(Invalid("right", "missing field 'ts'", b"{}", "p", 5))
     assert bad == {"side": "right", "reason": "missing field 'ts'", "raw": "{}",
-                   "partition": "p", "offset": 5}
+                   "raw_encoding": "utf-8", "raw_bytes": 2, "raw_truncated": False,
+                   "partition": "p", "offset": 5, "avro_schema": None, "avro_codec": None}
 
 
 def test_json_line_is_compact_ascii_and_total() -> None:
@@ -68,7 +69,9 @@ def test_avro_round_trip_gives_the_jsonl_shape(tmp_path: Path) -> None:
     rows = {
         "joined": [records.joined_record(Matched(L, R)), records.joined_record(Unmatched(L))],
         "late": [records.late_record(Late(R, 100, 80))],
-        "invalid": [records.invalid_record(Invalid("left", "x", "raw", "p", 1))],
+        "invalid": [records.invalid_record(Invalid("left", "x", b"raw", "p", 1)),
+                    records.invalid_record(Invalid("left", "y", b"\xff\x00", "p", 2,
+                                                   avro_schema='"long"', avro_codec="null"))],
     }
     for kind, kind_rows in rows.items():
         for fmt in ("avro", "jsonl"):
