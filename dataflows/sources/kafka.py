@@ -45,6 +45,7 @@ rather than skipping them silently.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,6 +93,11 @@ class KafkaPosition:
     end_offset: int | None = None
     #: The first offset the first start read from (the low watermark then).
     first_offset: int | None = None
+    #: Which Avro reader schema read which offsets: ``(from offset, schema as
+    #: canonical JSON text, "" for none)``, a new entry at each resume whose
+    #: reader schema changed (schema evolution; ``validate`` reads each record
+    #: as the run did).
+    readers: tuple[tuple[int, str], ...] = ()
     version: int = 1
 
 
@@ -122,6 +128,11 @@ class KafkaSourceOptions:
     metadata_timeout_s: float = 10.0
 
 
+def reader_text(schema: dict[str, Any] | None) -> str:
+    """A reader schema as canonical JSON text (``""`` for none)."""
+    return "" if schema is None else json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
 class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
     """One Kafka partition of one side."""
 
@@ -149,6 +160,10 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
         low, high = watermarks(self._consumer, self._topic, partition, options.metadata_timeout_s)
         self._next = resume.next_offset if resume is not None else low
         self._first = resume.first_offset if resume is not None else low
+        reader = reader_text(spec.reader_schema)
+        self._readers = resume.readers if resume is not None else ()
+        if not self._readers or self._readers[-1][1] != reader:
+            self._readers = (*self._readers, (self._next, reader))
         self._end: int | None = None
         if options.until_end:
             self._end = resume.end_offset if resume and resume.end_offset is not None else high
@@ -260,14 +275,16 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
                 "first_offset": self._first, "end_offset": self._end,
                 "next_offset": self._next, "high_watermark": self.high_watermark,
                 "lag_records": lag, "lag_seconds": self.lag_seconds(),
-                "last_ts": self.last_ts, "client_errors": dict(self.errors.counts)}
+                "last_ts": self.last_ts, "client_errors": dict(self.errors.counts),
+                "readers": [[offset, json.loads(text) if text else None]
+                            for offset, text in self._readers]}
 
     def next_awake(self) -> datetime | None:
         return self._awake
 
     def snapshot(self) -> KafkaPosition:
         return KafkaPosition(self._next, self._stamper.max_ts, self._events, self._invalid,
-                             self._end, self._first)
+                             self._end, self._first, self._readers)
 
     @property
     def side(self) -> Side:

@@ -236,7 +236,6 @@ def _inputs(run: dict[str, Any], side: str, conf: dict[str, Any], folder: Path,
         raise ValidationError(msg)
     folder.mkdir(parents=True, exist_ok=True)
     avro = conf["format"] == "avro"
-    reader = fastavro.parse_schema(conf["reader_schema"]) if conf.get("reader_schema") else None
     paths: list[str] = []
     not_checkable: list[str] = []
     for index, part in enumerate(parts):
@@ -245,6 +244,7 @@ def _inputs(run: dict[str, Any], side: str, conf: dict[str, Any], folder: Path,
                    "(validate needs a finished run with --until-end)")
             raise ValidationError(msg)
         name = f"{side}:{url.topic}:{part['partition']}"
+        readers = _readers(part, conf.get("reader_schema"))
         path = folder / f"{side}-{url.topic}-{part['partition']}.jsonl"
         twin_name = f"{side}:{index}:{path.name}"
         pos = 0
@@ -252,6 +252,7 @@ def _inputs(run: dict[str, Any], side: str, conf: dict[str, Any], folder: Path,
             for offset, value, _ in _read(settings, url.bootstrap, url.topic,
                                           int(part["partition"]), int(part["first_offset"]),
                                           int(part["end_offset"])):
+                reader = next(schema for start, schema in readers if start <= offset)
                 line = _line(side, name, offset, value, avro, registry, reader, expected)
                 if line is None:
                     continue
@@ -270,6 +271,18 @@ def _inputs(run: dict[str, Any], side: str, conf: dict[str, Any], folder: Path,
                for where in not_checkable])
     return {"paths": paths, "format": "jsonl", "key_fields": conf["key_fields"],
             "time_field": conf["time_field"], "time_unit": conf["time_unit"]}
+
+
+def _readers(part: dict[str, Any], latest: Any) -> list[tuple[int, Any]]:
+    """``(from offset, parsed reader schema)``, the latest first: which reader
+    schema the run read which offsets with (``readers`` in run.json; schema
+    evolution across resumes), else ``latest`` for all."""
+    history = part.get("readers") or [[0, latest]]
+    out = [(int(start), fastavro.parse_schema(schema) if schema else None)
+           for start, schema in history]
+    out.sort(key=lambda item: item[0], reverse=True)
+    out[-1] = (-1, out[-1][1])  # the first reader read everything before the next
+    return out
 
 
 def _line(side: str, name: str, offset: int, value: bytes | None, avro: bool,

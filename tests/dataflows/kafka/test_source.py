@@ -117,7 +117,7 @@ def test_resume_state_is_offset_and_watermark_state(
     assert events_of(got) == [(0, 10), (1, 40)]
     state = first.snapshot()
     assert state == KafkaPosition(next_offset=2, max_ts=40, events=2, invalid=0, end_offset=5,
-                                  first_offset=0)
+                                  first_offset=0, readers=((0, ""),))
     first.close()
     put(kafka, topic, 0, [{"key": "k", "ts": 99}])  # past the end the first start took
     again = src.build_part("in", name, state)
