@@ -101,9 +101,11 @@ def put(server: Server, topic: str, partition: int, values: list[bytes | None],
             partition_of=lambda _n: partition)
 
 
-def streamjoin(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def streamjoin(*args: str, timeout: float = 240, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "dataflows.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+                          text=True, timeout=timeout, check=False,
+                          env={**os.environ, **(env or {})})
 
 
 def start(*args: str) -> subprocess.Popen[str]:
