@@ -15,7 +15,9 @@ the partition's position, and the error counts each client's ``error_cb`` kept
   waits, else the wall clock minus the event time of the last event read;
 - ``streamjoin_kafka_client_errors_total{client, error}``: broker and client
   errors librdkafka reported (and retried), by client kind (``source``,
-  ``sink``) and librdkafka error name.
+  ``sink``) and librdkafka error name; the common ones (:data:`COMMON_ERRORS`)
+  are exported at 0 from the first client of a kind on, so that ``rate()``
+  sees a series before the first error.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+
+#: librdkafka's errors of an unreachable or refusing cluster, exported at 0.
+COMMON_ERRORS = ("_TRANSPORT", "_ALL_BROKERS_DOWN", "_TIMED_OUT", "_AUTHENTICATION")
 
 
 class ErrorCounts(Protocol):
@@ -93,14 +99,18 @@ class KafkaCollector(Collector):
             lag = part.lag_records()
             records.add_metric([part.side, part.name], lag)
             seconds.add_metric([part.side, part.name], part.lag_seconds())
-        for client, counts in (("source", _sum(p.errors.counts for p in sources)),
-                               ("sink", _sum(p.errors.counts for p in sinks))):
+        for client, parts in (("source", sources), ("sink", sinks)):
+            if not parts:
+                continue
+            counts = dict.fromkeys(COMMON_ERRORS, 0)
+            counts.update(_sum(p.errors.counts for p in parts))
             for name, n in sorted(counts.items()):
                 errors.add_metric([client, name], n)
         yield from (records, seconds, errors)
 
 
 def _sum(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Error counts of several clients added up by name."""
     total: dict[str, int] = {}
     for one in counts:
         for name, n in list(one.items()):
