@@ -29,7 +29,6 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-
 #: librdkafka's errors of an unreachable or refusing cluster, exported at 0.
 COMMON_ERRORS = ("_TRANSPORT", "_ALL_BROKERS_DOWN", "_TIMED_OUT", "_AUTHENTICATION")
 

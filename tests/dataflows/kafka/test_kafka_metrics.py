@@ -22,7 +22,7 @@ from kafka_runs import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "metrics"))
-from prometheus_harness import (  # noqa: E402 - the metrics tests' harness
+from prometheus_harness import (
     free_port_range,
     panel_queries,
     running_prometheus,
