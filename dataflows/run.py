@@ -342,7 +342,8 @@ def _kafka_lines(s: dict[str, Any]) -> list[str]:
     """The summary's Kafka lines: where the outputs went, and the lag per side."""
     kafka = s["kafka"]
     outputs = "  ".join(f"{k}: {v}" for k, v in s["outputs"].items())
-    lines = [f"  outputs        {outputs}  (delivery {kafka['delivery']})"]
+    delivery = f"  (delivery {kafka['delivery']})" if kafka.get("outputs") else ""
+    lines = [f"  outputs        {outputs}{delivery}"]
     parts = kafka.get("partitions", {})
     for side in ("left", "right"):
         mine = [p for p in parts.values() if p.get("side") == side]

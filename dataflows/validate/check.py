@@ -41,6 +41,7 @@ from dataflows.outputs import output_files
 from dataflows.validate.compare import check_invalid, check_late_identity, compare_joined
 from dataflows.validate.counters import check_counters
 from dataflows.validate.expected import create_expected_tables
+from dataflows.validate.kafka_topics import kafka_twin
 from dataflows.validate.report import Finding, FindingCollector, ValidationReport
 from dataflows.validate.tables import decode_input_file, load_tables, read_joined_file, read_late
 from joins import SIDES, JoinSpec, JoinSpecError, Side
@@ -108,11 +109,10 @@ def validate(
     """Validate the run in ``run_dir`` (see the module docstring)."""
     started = time.monotonic()
     root = Path(run_dir)
-    from dataflows.validate.kafka_topics import kafka_run_report
-
-    kafka = kafka_run_report(root, max_examples)  # topics read into a twin of files
-    if kafka is not None:
-        return kafka
+    with kafka_twin(root, max_examples) as twin:  # topics read into a run of files
+        if twin is not None:
+            return twin.report(validate(twin.run_dir, max_examples=max_examples,
+                                        parallel_bytes=parallel_bytes))
     run, spec, inputs = _load_run(root)
     check = FindingCollector(max_examples)
     stats: dict[str, int] = {}

@@ -43,6 +43,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,18 +96,36 @@ class _Expected:
     seen: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
 
-def kafka_run_report(run_dir: Path, max_examples: int = 5,
-                     settings: KafkaSettings | None = None) -> ValidationReport | None:
-    """The validation report of the Kafka run in ``run_dir``, or ``None`` for a
-    run without Kafka (see the module docstring)."""
-    from dataflows.validate.check import validate
+@dataclass
+class KafkaTwin:
+    """The twin run directory of a Kafka run, and what materialising it found."""
 
+    run_dir: Path
+    original: Path
+    findings: list[Finding]
+    stats: dict[str, int]
+    started: float
+
+    def report(self, inner: ValidationReport) -> ValidationReport:
+        """The report of the Kafka run: the twin's, with the topics' findings
+        and statistics first, named after the original run directory."""
+        return ValidationReport(self.original, (*self.findings, *inner.findings),
+                                {**self.stats, **inner.stats},
+                                time.monotonic() - self.started)
+
+
+@contextmanager
+def kafka_twin(run_dir: Path, max_examples: int = 5,
+               settings: KafkaSettings | None = None) -> Iterator[KafkaTwin | None]:
+    """The twin of the Kafka run in ``run_dir`` (in a temporary directory that
+    lives as long as the context), or ``None`` for a run without Kafka."""
     try:
         run = json.loads((run_dir / "run.json").read_text())
     except (OSError, ValueError):
-        return None  # validate() reports it
+        run = None  # validate() reports it
     if not isinstance(run, dict) or not is_kafka_run(run):
-        return None
+        yield None
+        return
     started = time.monotonic()
     check = FindingCollector(max_examples)
     stats: dict[str, int] = {}
@@ -117,10 +136,7 @@ def kafka_run_report(run_dir: Path, max_examples: int = 5,
         except (KafkaClientError, RegistryError) as exc:
             msg = f"cannot read the run's topics: {exc}"
             raise ValidationError(msg) from exc
-        inner = validate(twin, max_examples=max_examples)
-    findings: tuple[Finding, ...] = (*check.findings, *inner.findings)
-    return ValidationReport(run_dir, findings, {**stats, **inner.stats},
-                            time.monotonic() - started)
+        yield KafkaTwin(twin, run_dir, check.findings, stats, started)
 
 
 def _settings(run: dict[str, Any], extra: KafkaSettings | None) -> KafkaSettings:
