@@ -14,7 +14,9 @@ any store.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import rocksdict
 
@@ -210,3 +212,25 @@ class MemoryBudget:
         table.set_format_version(5)
         opts.set_block_based_table_factory(table)
         return opts
+
+
+def open_db(path: str | os.PathLike[str], budget: MemoryBudget) -> rocksdict.Rdict:
+    """Open (or create) the RocksDB at ``path`` with every column family bound to
+    ``budget``.
+
+    rocksdict 0.3.x, reopening an existing DB, builds the options of its column
+    families afresh unless they are passed again: the default column family then
+    gets RocksDB's own 8 MiB block cache instead of the budget's shared one (and
+    none of the table options). So every column family, ``default`` included,
+    is passed :meth:`MemoryBudget.db_options` explicitly, fresh or reopened.
+    """
+    where = Path(path)
+    try:
+        names = ["default"]
+        if (where / "CURRENT").is_file():
+            names = list(rocksdict.Rdict.list_cf(str(where), budget.db_options()))
+        families = {name: budget.db_options() for name in names}
+        return rocksdict.Rdict(str(where), budget.db_options(), column_families=families)
+    except Exception as exc:  # rocksdict raises plain Exception for RocksDB errors
+        msg = f"cannot open RocksDB state at {where}: {exc}"
+        raise StateError(msg) from exc

@@ -37,7 +37,7 @@ from joins.store import Entry
 from state import layout
 from state.codec import StateCodec, is_matched, with_matched
 from state.errors import StateError
-from state.options import MemoryBudget
+from state.options import MemoryBudget, open_db
 from state.snapshot import clone_files, create_checkpoint
 from state.stats import StoreStats, read_properties, read_stats
 
@@ -114,11 +114,7 @@ class RocksStore:
         self.path = Path(path)
         self.budget = budget or MemoryBudget.shared()
         self.codec = codec or StateCodec()
-        try:
-            self._db = rocksdict.Rdict(str(self.path), self.budget.db_options())
-        except Exception as exc:  # rocksdict raises plain Exception for RocksDB errors
-            msg = f"cannot open RocksDB state at {self.path}: {exc}"
-            raise StateError(msg) from exc
+        self._db = open_db(self.path, self.budget)
         self._closed = False
         self._write_options = rocksdict.WriteOptions()
         # (rocksdict's stubs declare the property a method)

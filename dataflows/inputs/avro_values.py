@@ -14,7 +14,7 @@ Avro type                                   record value
 ``time-millis`` / ``time-micros``           integer milliseconds / microseconds of the day
 ``decimal`` (bytes or fixed)                the exact decimal as a string: ``"12.34"``,
                                             ``"-0.50"`` (all ``scale`` digits kept)
-``uuid``                                    the string
+``uuid`` (on ``string`` or ``fixed(16)``)   the UUID text
 ``bytes``, ``fixed`` (``duration`` too)     base64 (RFC 4648, padded) string
 ``enum``                                    the symbol
 ``record`` / ``map`` / ``array``            object / object / array
@@ -46,12 +46,14 @@ As the **time field**, a ``timestamp-*`` type states its own unit
 from __future__ import annotations
 
 import base64
+import uuid
 from typing import Any, Final
 
 import fastavro.read
 
 BASE64: Final = "streamjoin-base64"
 DECIMAL: Final = "streamjoin-decimal"
+UUID: Final = "streamjoin-uuid"
 
 _TIMESTAMP_UNITS: Final = {
     "timestamp-millis": "ms",
@@ -81,9 +83,14 @@ def decimal_text(unscaled: int, scale: int) -> str:
     return f"{sign}{digits[:-scale]}.{digits[-scale:]}"
 
 
+def _uuid(data: bytes, *_schemas: Any) -> str:
+    return str(uuid.UUID(bytes=data))
+
+
 for _kind in ("bytes", "fixed"):
     fastavro.read.LOGICAL_READERS[f"{_kind}-{BASE64}"] = _base64
     fastavro.read.LOGICAL_READERS[f"{_kind}-{DECIMAL}"] = _decimal
+fastavro.read.LOGICAL_READERS[f"fixed-{UUID}"] = _uuid
 
 
 def _valid_decimal(schema: dict[str, Any]) -> bool:
@@ -111,8 +118,13 @@ def json_safe_schema(schema: Any) -> Any:
     out = {k: v for k, v in schema.items() if k != "logicalType"}
     kind = schema.get("type")
     if kind in ("bytes", "fixed"):
-        decimal = schema.get("logicalType") == "decimal" and _valid_decimal(schema)
-        out["logicalType"] = DECIMAL if decimal else BASE64
+        logical = schema.get("logicalType")
+        if logical == "decimal" and _valid_decimal(schema):
+            out["logicalType"] = DECIMAL
+        elif logical == "uuid" and kind == "fixed" and schema.get("size") == 16:
+            out["logicalType"] = UUID
+        else:
+            out["logicalType"] = BASE64
     elif kind in ("record", "error") and isinstance(schema.get("fields"), list):
         out["fields"] = [
             {**f, "type": json_safe_schema(f.get("type"))} if isinstance(f, dict) else f

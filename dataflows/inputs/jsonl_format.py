@@ -3,7 +3,8 @@
 Blank lines (empty, or only JSON whitespace: spaces, tabs, carriage returns)
 are not records and are skipped. Every other line is a
 record: a line must be UTF-8 (a UTF-8 byte-order mark at its start is ignored)
-holding one JSON value (RFC 8259: ``NaN`` and ``Infinity`` are refused), and the
+holding one JSON value (RFC 8259: ``NaN`` and ``Infinity`` are refused, and so
+is a string escape of an unpaired surrogate, which is not Unicode text), and the
 value must be an object. Any other value, ``null``, ``true``/``false``, a
 number, a string or an array, is a dead letter (``record is not an object (got
 null)``), as is a line that is not UTF-8 or not JSON.
@@ -48,6 +49,19 @@ def _no_constant(name: str) -> NoReturn:
 #: ``json.loads`` without the non-standard constants (a decoder built once: the
 #: same C scanner, no per-call set-up).
 _loads = json.JSONDecoder(parse_constant=_no_constant).decode
+
+
+_SURROGATE = "invalid JSON: a string holds an unpaired surrogate escape (not Unicode text)"
+
+
+def _lone_surrogate(rec: dict[str, Any]) -> bool:
+    """Whether a string of ``rec`` holds a surrogate ``\\uD800``-``\\uDFFF`` escape
+    that pairs with none (a pair is one character, and decodes as one)."""
+    try:
+        json.dumps(rec, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def read_jsonl(
@@ -135,7 +149,10 @@ def decode_json_values(
             # An ASCII line is the record's JSON text as it stands: state and
             # outputs carry it as is instead of encoding the record again.
             raw = text if text.isascii() else None
-            append(Event(side, key, ts, content_id(line), rec, partition, off, raw))
+            if ("\\ud" in text or "\\uD" in text) and _lone_surrogate(rec):
+                append(Invalid(side, _SURROGATE, line, partition, off))
+            else:
+                append(Event(side, key, ts, content_id(line), rec, partition, off, raw))
             continue
         try:
             event = Event(side, key_of(rec, fmt), ts_of(rec, fmt),
@@ -143,4 +160,7 @@ def decode_json_values(
         except BadRecord as bad:
             append(Invalid(side, str(bad), line, partition, off))
         else:
-            append(event)
+            if ("\\ud" in text or "\\uD" in text) and _lone_surrogate(rec):
+                append(Invalid(side, _SURROGATE, line, partition, off))
+            else:
+                append(event)

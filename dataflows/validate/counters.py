@@ -5,15 +5,14 @@ late + duplicates + evicted_matched + unmatched_emitted + unmatched_dropped +
 retained, with ``retained`` = stored - evicted), and each must agree with what
 the tables of :mod:`dataflows.validate.tables` and
 :mod:`dataflows.validate.expected` hold; ``pairs`` must equal the ``match``
-rows of ``joined/``, and ``invalid`` the inputs' dead letters per side. All
-disagreements are one finding, ``counter_mismatch``.
+rows of ``joined/``, and ``invalid`` the dead letters validate found in the
+inputs, per side. All disagreements are one finding, ``counter_mismatch``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from dataflows.inputs import Invalid
 from dataflows.validate.report import FindingCollector
 from dataflows.validate.tables import SIDE_NO
 from joins import SIDES
@@ -26,11 +25,10 @@ _COUNTER_NAMES = (
 
 
 def check_counters(
-    check: FindingCollector, run: dict[str, Any], db: Any, stats: dict[str, int],
-    invalid: list[Invalid],
+    check: FindingCollector, run: dict[str, Any], db: Any, stats: dict[str, int]
 ) -> None:
     """Check ``run["counters"]`` (see the module docstring); ``stats`` must hold the
-    input event counts per side."""
+    input event and dead-letter counts per side."""
     counters = run.get("counters")
     if not isinstance(counters, dict):
         check.add("counters_missing", 1, ["run.json has no counters"])
@@ -73,7 +71,7 @@ def check_counters(
                 bad.append(f"{side}: {name} = {got[name]}, expected {int(value)}")
     inv = counters.get("invalid", {})
     for side in SIDES:
-        n = sum(1 for i in invalid if i.side == side)
+        n = stats[f"input invalid {side}"]
         if not isinstance(inv, dict) or inv.get(side) != n:
             got_n = inv.get(side) if isinstance(inv, dict) else inv
             bad.append(f"invalid.{side} = {got_n}, but the inputs hold {n} invalid records")

@@ -12,8 +12,8 @@ From the tables ``e`` (input events) and ``l`` (late output) of
    (table ``p``; the events in a pair are ``matched_ids``); unmatched rows of
    the outer side(s) (table ``u``);
 3. expected ids with :func:`joins.match_id` / :func:`joins.unmatched_id`
-   (recomputed here by :func:`pair_id` and :func:`row_id`), and the content
-   fingerprints of the records: table ``x``.
+   (recomputed here by :func:`pair_id` and :func:`row_id`, in Python: DuckDB
+   has no BLAKE2), and the content fingerprints of the records: table ``x``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
-from dataflows.validate.tables import csv_quote, load_table
 from joins import JoinSpec
 
 _TS_EID = struct.Struct(">qq")
@@ -46,7 +45,7 @@ def row_id(side: int, key: str, ts: int, eid: int) -> str:
 
 def create_expected_tables(db: Any, tmp: Path, spec: JoinSpec) -> None:
     """Create the tables ``d``, ``p``, ``matched_ids``, ``u`` and ``x`` (see the
-    module docstring), writing ``x`` through ``tmp/expected.csv``."""
+    module docstring); the ids go through files in ``tmp``."""
     db.execute(
         "CREATE TABLE d AS WITH ec AS (SELECT side, key, ts, eid, min(fp) AS fp, "
         "count(*) AS n, min(src) AS src, min(off) AS off FROM e GROUP BY side, key, ts, eid), "
@@ -73,23 +72,30 @@ def create_expected_tables(db: Any, tmp: Path, spec: JoinSpec) -> None:
         "AND d.eid = m.eid WHERE (d.side = 0 AND ?) OR (d.side = 1 AND ?)",
         [spec.outer_left, spec.outer_right],
     )
-    expected_csv = tmp / "expected.csv"
-    quote, pair, row = csv_quote, pair_id, row_id
-    with expected_csv.open("w", encoding="utf-8", newline="") as fo:
-        for rows in _chunks(db, "SELECT * FROM p"):
-            fo.write("".join([
-                f"{pair(key, lts, leid, rts, reid)},match,{quote(key)},{lts},{rts},"
-                f"{lfp},{rfp},{lsrc},{loff},{rsrc},{roff}\n"
-                for key, lts, leid, lfp, lsrc, loff, rts, reid, rfp, rsrc, roff in rows
-            ]))
-        for rows in _chunks(db, "SELECT * FROM u"):
-            fo.write("".join([
-                f"{row(side, key, ts, eid)},left_only,{quote(key)},{ts},,{fp},,{src},{off},,\n"
-                if side == 0 else
-                f"{row(side, key, ts, eid)},right_only,{quote(key)},,{ts},,{fp},,,{src},{off}\n"
-                for side, key, ts, eid, fp, src, off in rows
-            ]))
-    load_table(db, tmp, "x")
+    # DuckDB has no BLAKE2: the ids are computed here, keyed by each row's rowid
+    # (only the ids make the round trip through a file).
+    pair, row = pair_id, row_id
+    with (tmp / "pair-ids.csv").open("w", encoding="utf-8") as fo:
+        for rows in _chunks(db, "SELECT rowid, key, lts, leid, rts, reid FROM p"):
+            fo.write("".join([f"{r},{pair(key, lts, leid, rts, reid)}\n"
+                              for r, key, lts, leid, rts, reid in rows]))
+    with (tmp / "row-ids.csv").open("w", encoding="utf-8") as fo:
+        for rows in _chunks(db, "SELECT rowid, side, key, ts, eid FROM u"):
+            fo.write("".join([f"{r},{row(side, key, ts, eid)}\n"
+                              for r, side, key, ts, eid in rows]))
+    ids = ("read_csv(?, header=false, delim=',', quote='', escape='', auto_detect=false, "
+           "columns={'r': 'BIGINT', 'id': 'VARCHAR'})")
+    db.execute(
+        f"CREATE TABLE x AS SELECT i.id, 'match' AS kind, p.key, lts, rts, lfp, rfp, "  # noqa: S608
+        f"lsrc, loff, rsrc, roff FROM p JOIN {ids} i ON p.rowid = i.r "
+        "UNION ALL SELECT i.id, CASE WHEN side = 0 THEN 'left_only' ELSE 'right_only' END, "
+        "u.key, CASE WHEN side = 0 THEN ts END, CASE WHEN side = 1 THEN ts END, "
+        "CASE WHEN side = 0 THEN fp END, CASE WHEN side = 1 THEN fp END, "
+        "CASE WHEN side = 0 THEN src END, CASE WHEN side = 0 THEN off END, "
+        "CASE WHEN side = 1 THEN src END, CASE WHEN side = 1 THEN off END "
+        f"FROM u JOIN {ids} i ON u.rowid = i.r",
+        [str(tmp / "pair-ids.csv"), str(tmp / "row-ids.csv")],
+    )
 
 
 def _chunks(db: Any, query: str, size: int = 50_000) -> Iterator[list[tuple[Any, ...]]]:

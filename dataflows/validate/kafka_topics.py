@@ -423,7 +423,8 @@ def _twin_dead_letter(row: dict[str, Any], expected: _Expected) -> dict[str, Any
     if line is not None:
         row["partition"], row["offset"] = line[0], line[1]
         if line[2] is not None:  # Confluent Avro: the twin's line is the datum's JSON
-            row["raw"] = line[2]
+            row.update(raw=line[2], raw_encoding="utf-8", raw_bytes=len(line[2].encode()),
+                       raw_truncated=False, avro_schema=None, avro_codec=None)
     return row
 
 

@@ -1,70 +1,29 @@
-"""The tables ``streamjoin validate`` gives DuckDB, and how they are written.
+"""The late rows, which ``streamjoin validate`` hands DuckDB through a CSV file,
+and the conventions all its tables share.
 
-Data moves into DuckDB through temporary CSV files (``read_csv`` is parallel
-and much faster than inserting rows from Python), one or more per table:
+- ``l`` (``late.csv``): the rows of the run's ``late/`` output (:func:`read_late`).
 
-- ``e`` (``events-*.csv``): the valid input events, re-read with
-  :func:`dataflows.inputs.read_batches`, one file per input file;
-- ``l`` (``late.csv``): the rows of the run's ``late/`` output;
-- ``a`` (``joined-*.csv``): the rows of the run's ``joined/`` output, one file
-  per output file;
-- ``x`` (``expected.csv``): the expected rows, written by
-  :mod:`dataflows.validate.expected`.
+The inputs (``r`` to ``e`` and ``bad``) and the joined rows (``a``) are read by
+DuckDB itself (:mod:`dataflows.validate.records`, :mod:`dataflows.validate.joined`);
+the expected rows ``x`` are :mod:`dataflows.validate.expected`'s.
 
-In all of them a side is ``0`` (left) or ``1`` (right), an ``eid`` is its
-8 bytes as a signed big-endian int64, and a record is its content fingerprint
-(:func:`fingerprint`). Rows that cannot be read are reported as findings
-(``malformed_joined_row``, ``bad_late_record``), the latter including late rows
-whose ``lateness_ms`` is not ``watermark_ms - allowed_lateness_ms - ts > 0``.
+In all tables a side is ``0`` (left) or ``1`` (right) and an ``eid`` is its 8
+bytes as a signed big-endian int64. Late rows that cannot be read are reported
+(``bad_late_record``), as are late rows whose ``lateness_ms`` is not
+``watermark_ms - allowed_lateness_ms - ts > 0``.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
-from dataflows.inputs import Invalid, SourceFormat, read_batches
-from dataflows.outputs import read_file_rows, read_rows
+from dataflows.outputs import read_rows
 from dataflows.validate.report import FindingCollector
-from joins import Event, JoinSpec, Side
+from joins import JoinSpec
 
 SIDE_NO = {"left": 0, "right": 1}
-
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
-_to_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def fingerprint(record: Any) -> int:
-    """Content fingerprint of a JSON-like record: equal for records that are equal as
-    Python values (whatever their key order), as a signed 64-bit int.
-
-    Uses Python's ``hash``, which is salted per interpreter: fingerprints are only
-    compared within one process or a fork of it (see
-    :func:`dataflows.validate.validate`). A flat record hashes as the frozenset of
-    its items (fast); one with nested values, or NaN (which hashes by identity), as
-    its sorted-key JSON text.
-    """
-    try:
-        if all(v == v for v in record.values()):
-            return hash(frozenset(record.items()))
-    except TypeError:  # a nested list or dict is not hashable
-        pass
-    return hash(_canonical(record))
-
-
-def csv_quote(text: str) -> str:
-    """``text`` as one quoted CSV field."""
-    return '"' + text.replace('"', '""') + '"'
-
-
-def _nullable(value: Any) -> str:
-    return "" if value is None else str(int(value))
-
-
-def _as_json(record: Any) -> Any:
-    return json.loads(_to_json(record))
 
 
 def eid_int(eid: bytes) -> int:
@@ -75,64 +34,6 @@ def eid_int(eid: bytes) -> int:
 def eid_bytes(value: int) -> bytes:
     """The inverse of :func:`eid_int`."""
     return value.to_bytes(8, "big", signed=True)
-
-
-def decode_input_file(
-    out_csv: str, side: Side, fmt: SourceFormat, path: str, index: int, src: int
-) -> tuple[list[Invalid], int]:
-    """Decode one input file into ``out_csv``; return its dead letters and event count."""
-    invalid: list[Invalid] = []
-    valid = 0
-    side_no = SIDE_NO[side]
-    fp, to_int, quote = fingerprint, eid_int, csv_quote
-    # Avro records may hold bytes or datetimes, which the outputs carry as JSON
-    # text: fingerprint what the output will hold.
-    as_json = _as_json if fmt.format == "avro" else None
-    partition = f"{side}:{index}:{Path(path).name}"
-    with open(out_csv, "w", encoding="utf-8", newline="") as fo:
-        for batch, _pos in read_batches(path, side, fmt, partition, 0, 10_000):
-            rows = []
-            for item in batch:
-                if type(item) is Event:
-                    rec = item.record if as_json is None else as_json(item.record)
-                    rows.append(f"{side_no},{quote(item.key)},{item.ts},"
-                                f"{to_int(item.eid)},{fp(rec)},{src},{item.offset}\n")
-                else:
-                    assert isinstance(item, Invalid)  # noqa: S101 - narrows for mypy
-                    invalid.append(item)
-            valid += len(rows)
-            fo.write("".join(rows))
-    return invalid, valid
-
-
-def read_joined_file(out_csv: str, path: Path, number: int) -> tuple[int, list[str]]:
-    """Fingerprint one joined-output file into ``out_csv``; return its row count and
-    malformed rows. ``rowno`` is ``number << 32 | line``."""
-    bad: list[str] = []
-    n = 0
-    base = number << 32
-    fp, quote, nullable = fingerprint, csv_quote, _nullable
-    with open(out_csv, "w", encoding="utf-8", newline="") as fo:
-        out: list[str] = []
-        for row in read_file_rows(path):
-            n += 1
-            try:
-                left, right = row["left"], row["right"]
-                out.append(
-                    f"{quote(str(row['id']))},{quote(str(row['kind']))},"
-                    f"{quote(str(row['key']))},{nullable(row['left_ts'])},"
-                    f"{nullable(row['right_ts'])},{'' if left is None else fp(left)},"
-                    f"{'' if right is None else fp(right)},{base | n}\n"
-                )
-            except KeyError as exc:
-                bad.append(f"{path.name} row {n}: missing field {exc}")
-            except (TypeError, ValueError) as exc:
-                bad.append(f"{path.name} row {n}: malformed ({type(exc).__name__}: {exc})")
-            if len(out) >= 10_000:
-                fo.write("".join(out))
-                out = []
-        fo.write("".join(out))
-    return n, bad
 
 
 def read_late(
@@ -169,14 +70,7 @@ def read_late(
 _CSV = ("read_csv(?, header=false, delim=',', quote='\"', escape='\"', nullstr='', "
         "auto_detect=false, columns={%s})")
 _TABLES: dict[str, tuple[str, str]] = {
-    "e": ("events-*.csv", "side TINYINT, key VARCHAR, ts BIGINT, eid BIGINT, fp BIGINT, "
-                        "src INTEGER, off BIGINT"),
     "l": ("late.csv", "side TINYINT, key VARCHAR, ts BIGINT, eid BIGINT"),
-    "a": ("joined-*.csv", "id VARCHAR, kind VARCHAR, key VARCHAR, lts BIGINT, rts BIGINT, "
-                        "lfp BIGINT, rfp BIGINT, rowno BIGINT"),
-    "x": ("expected.csv", "id VARCHAR, kind VARCHAR, key VARCHAR, lts BIGINT, rts BIGINT, "
-                          "lfp BIGINT, rfp BIGINT, lsrc INTEGER, loff BIGINT, rsrc INTEGER, "
-                          "roff BIGINT"),
 }
 
 
@@ -193,9 +87,3 @@ def load_table(db: Any, tmp: Path, table: str) -> None:
     )
     db.execute(f"CREATE TABLE {table} AS SELECT * FROM {_CSV % spec}",  # noqa: S608
                [paths])
-
-
-def load_tables(db: Any, tmp: Path) -> None:
-    """Create the tables of the run's inputs and outputs: ``e``, ``l`` and ``a``."""
-    for table in ("e", "l", "a"):
-        load_table(db, tmp, table)

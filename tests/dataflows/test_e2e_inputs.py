@@ -55,6 +55,7 @@ def test_jsonl_composite_keys_non_objects_and_exact_dead_letters(tmp_path: Path)
         {"a": "1", "b": "q", "ts": 1500, "n": 4},
     ]
     bad = [b"null", b"true", b"[1]", b'"s"', b'{"a":"\xff","b":"q","ts":1}',
+           b'{"a":"x","b":"q","ts":1,"note":"\\ud800"}',  # not Unicode text
            b'{"a":"x","b":"' + b"y" * (2 * RAW_LIMIT_BYTES) + b'","ts":NaN}']
     (tmp_path / "l.jsonl").write_text("".join(json.dumps(r) + "\n" for r in left))
     (tmp_path / "r.jsonl").write_bytes(
@@ -74,6 +75,7 @@ def test_jsonl_composite_keys_non_objects_and_exact_dead_letters(tmp_path: Path)
     assert bad[-1].startswith(raw_bytes_of(big))
     assert [raw_bytes_of(d) for d in dead[:-1]] == bad[:-1]
     assert dead[4]["raw_encoding"] == "base64"
+    assert dead[5]["reason"].endswith("unpaired surrogate escape (not Unicode text)")
 
 
 def test_csv_a_stray_quote_costs_one_line(tmp_path: Path) -> None:
@@ -104,6 +106,7 @@ AVRO_SCHEMA: dict[str, Any] = {"type": "record", "name": "Imp", "fields": [
     {"name": "day", "type": {"type": "int", "logicalType": "date"}},
     {"name": "blob", "type": "bytes"},
     {"name": "tag", "type": {"type": "fixed", "name": "Tag", "size": 2}},
+    {"name": "uid", "type": {"type": "fixed", "name": "Uid", "size": 16, "logicalType": "uuid"}},
 ]}
 
 
@@ -128,7 +131,8 @@ def test_avro_logical_types_join_and_a_damaged_block_costs_that_block(tmp_path: 
 
     def rec(i: int, ts_us: int) -> dict[str, Any]:
         return {"key": keys[i], "ts": ts_us, "price": Decimal(i * 101 - 2000).scaleb(-2),
-                "day": 19_000 + i, "blob": bytes([i, 255]), "tag": b"\x00" + bytes([i])}
+                "day": 19_000 + i, "blob": bytes([i, 255]), "tag": b"\x00" + bytes([i]),
+                "uid": uuid.UUID(int=i + 1000).bytes}
 
     base = 1_700_000_000_000_000
     left_blocks = _avro(tmp_path / "l.avro", [rec(i, base + i * 1_000_000) for i in range(40)], 5)
@@ -150,7 +154,8 @@ def test_avro_logical_types_join_and_a_damaged_block_costs_that_block(tmp_path: 
     assert dead["avro_codec"] == "deflate"
     pair = next(m for m in matches(out) if m[0] == keys[7])
     assert pair[1] == {"key": keys[7], "ts": base + 7_000_000, "price": "-12.93", "day": 19_007,
-                       "blob": "B/8=", "tag": "AAc="}
+                       "blob": "B/8=", "tag": "AAc=",
+                       "uid": str(uuid.UUID(int=1007))}
     assert pair[2]["ts"] == base + 7_500_123
     unmatched = sorted(r["right"]["key"] for r in read_rows(out / "joined")
                        if r["kind"] == "right_only")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -292,6 +295,43 @@ def test_a_run_uses_its_state_memory(tmp_path: Path, recovery: bool) -> None:
     # ... and run.json and the summary record it.
     assert json.loads((out / "run.json").read_text())["state_memory_bytes"] == 64 * MIB
     assert "RocksDB budget 64 MiB each" in stdout
+    assert main(["validate", str(out)]) == 0
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_its_state_memory(tmp_path: Path) -> None:
+    """Issue 10 #12: shards resumed from checkpoints (cloned stores) use the
+    process's block cache, not RocksDB's 8 MiB default."""
+    left, right = tmp_path / "left.jsonl", tmp_path / "right.jsonl"
+    left.write_text("".join(json.dumps({"key": f"k{i % 3}", "ts": i}) + "\n" for i in range(40)))
+    right.write_text("".join(json.dumps({"key": f"k{i % 3}", "ts": i}) + "\n" for i in range(40)))
+    out, rec = tmp_path / "out", tmp_path / "recovery"
+    cmd = [sys.executable, "-m", "dataflows.cli", "run", "--left", str(left), "--right", str(right),
+           "--out", str(out), "--upper", "2ms", "--shards", "2", "--state-memory", "64MiB",
+           "--batch-size", "1", "--read-delay", "150ms", "--metrics-port", "0",
+           "--metrics-linger", "0", "--recovery-dir", str(rec), "--snapshot-interval", "100ms"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        assert _scrape_capacity(first, out) == 64 * MIB
+        time.sleep(1.5)  # epochs of 100 ms: the shards have snapshots to resume from
+        os.killpg(first.pid, signal.SIGKILL)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.communicate()
+    (out / ".run" / "metrics-0.json").unlink()  # the killed run's endpoint
+    second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        capacity = _scrape_capacity(second, out)
+        stdout, stderr = second.communicate(timeout=120)
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.communicate()
+    assert second.returncode == 0, stderr
+    assert "recovery: resuming" in stdout
+    assert capacity == 64 * MIB
     assert main(["validate", str(out)]) == 0
 
 

@@ -1,16 +1,11 @@
-"""``validate`` against runs of a pure-Python reference driver (no Bytewax).
-
-The driver decodes generated inputs, feeds them batch by batch in a seeded
-random interleaving to ``joins.IntervalJoiner`` over ``joins.MemoryStore``, and
-writes the outputs with ``dataflows.outputs.records`` plus ``run.json``: exactly what
-the engine produces. ``validate`` must accept every such run and reject each
-kind of corruption with the right finding.
+"""``validate`` against runs of a pure-Python reference driver (no Bytewax,
+:mod:`reference_run`): it must accept every such run and reject each kind of
+corruption of its outputs with the right finding.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,19 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataflows.generator import GeneratedDataset, GeneratorConfig, generate
-from dataflows.inputs import Invalid, SourceFormat, read_batches
-from dataflows.outputs import read_rows, records
+from dataflows.outputs import read_rows
 from dataflows.validate import main, validate
 from dataflows.validate.expected import pair_id, row_id
-from joins import (
-    Event,
-    IntervalJoiner,
-    JoinSpec,
-    MemoryStore,
-    PartitionMark,
-    match_id,
-    unmatched_id,
-)
+from joins import Event, JoinSpec, match_id, unmatched_id
+from tests.dataflows.validate import reference_run
 
 CFG = GeneratorConfig(
     impressions=1500,
@@ -49,80 +36,10 @@ CFG = GeneratorConfig(
 )
 
 
-def run_reference(
-    data: GeneratedDataset,
-    out: Path,
-    spec: JoinSpec,
-    *,
-    output_format: str = "jsonl",
-    batch_size: int = 37,
-    seed: int = 7,
-) -> Path:
-    """Join ``data`` like the engine would and write a run directory ``out``."""
-    fmt = SourceFormat(data.format)  # type: ignore[arg-type]
-    readers: dict[str, Any] = {}
-    for side in ("left", "right"):
-        for i, path in enumerate(data.paths(side)):
-            partition = f"{side}:{i}:{path.name}"
-            readers[partition] = iter(read_batches(str(path), side, fmt, partition, 0, batch_size))
-    now = [0]
-
-    def clock() -> int:
-        now[0] += 1
-        return now[0]
-
-    joiner = IntervalJoiner(spec, MemoryStore(), list(readers), clock)
-    rows: dict[str, list[dict[str, Any]]] = {"joined": [], "late": [], "invalid": []}
-    invalid = {"left": 0, "right": 0}
-
-    def collect(result: Any) -> None:
-        rows["joined"] += [records.joined_record(m) for m in result.matched]
-        rows["joined"] += [records.joined_record(u) for u in result.unmatched]
-        rows["late"] += [records.late_record(x) for x in result.late]
-
-    rng = random.Random(seed)
-    while readers:
-        partition = rng.choice(sorted(readers))
-        batch = next(readers[partition], None)
-        if batch is None:
-            del readers[partition]
-            collect(joiner.advance([PartitionMark(partition, None, clock(), closed=True)]))
-            continue
-        events = [x for x in batch[0] if isinstance(x, Event)]
-        for bad in batch[0]:
-            if isinstance(bad, Invalid):
-                rows["invalid"].append(records.invalid_record(bad))
-                invalid[bad.side] += 1
-        collect(joiner.process(events))
-    collect(joiner.close())
-    for kind, kind_rows in rows.items():
-        (out / kind).mkdir(parents=True)
-        path = out / kind / f"part-0.{output_format}"
-        with path.open("wb") as fo:
-            if output_format == "avro":
-                records.write_avro(fo, kind, kind_rows)  # type: ignore[arg-type]
-            else:
-                records.write_jsonl(fo, kind_rows)
-    side_inputs = {
-        side: {"paths": [str(p) for p in data.paths(side)], "format": data.format,
-               "key_fields": ["key"], "time_field": "ts", "time_unit": "ms"}
-        for side in ("left", "right")
-    }
-    run = {
-        "version": 1,
-        "spec": {
-            "lower_ms": spec.lower_ms, "upper_ms": spec.upper_ms, "how": spec.how,
-            "max_out_of_orderness_ms": spec.max_out_of_orderness_ms,
-            "allowed_lateness_ms": spec.allowed_lateness_ms,
-            "idle_timeout_ms": spec.idle_timeout_ms,
-        },
-        "inputs": side_inputs,
-        "output_format": output_format,
-        "counters": {**joiner.counters.to_dict(), "invalid": invalid},
-        "processes": 1,
-    }
-    (out / "run.json").write_text(json.dumps(run, indent=1))
-    return out
+def run_reference(data: GeneratedDataset, out: Path, spec: JoinSpec, **kw: Any) -> Path:
+    """The reference driver's run of a generated dataset."""
+    paths = {side: data.paths(side) for side in ("left", "right")}
+    return reference_run.run_reference(paths, out, spec, fmt=data.format, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -299,3 +216,17 @@ def test_ids_computed_by_validate_are_the_join_cores(
     assert pair_id(key, lts, leid, rts, reid) == match_id(left, right)
     assert row_id(0, key, lts, leid) == unmatched_id(left)
     assert row_id(1, key, rts, reid) == unmatched_id(right)
+
+
+def test_a_joined_row_duckdb_cannot_read_is_a_finding(left_run: Path, tmp_path: Path) -> None:
+    run = _copy(left_run, tmp_path)
+
+    def edit(lines: list[str]) -> list[str]:  # an unpaired surrogate escape: no Unicode text
+        row = json.loads(lines[5])
+        row["key"] = "\ud800"
+        return [*lines[:5], json.dumps(row), *lines[6:]]
+
+    _rewrite(run / "joined" / "part-0.jsonl", edit)
+    report = validate(run)
+    assert {"malformed_joined_row", "missing_row"} <= report.problems()
+    assert main([str(run)]) == 1
