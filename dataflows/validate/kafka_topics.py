@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+import fastavro.write
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from dataflows.errors import ValidationError
@@ -94,6 +95,11 @@ class _Expected:
     per_side: Counter[str] = field(default_factory=Counter)
     #: The run's dead letters of the ``direct`` records, as found.
     seen: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+
+    def dead(self, side: str, partition: str, offset: int, reason: str, raw: str) -> None:
+        """A record no file of the twin holds: its dead letter is checked here."""
+        self.direct[(partition, offset)] = (side, reason, raw)
+        self.per_side[side] += 1
 
 
 @dataclass
@@ -240,7 +246,8 @@ def _read(settings: KafkaSettings, bootstrap: str, topic: str, partition: int,
 def _inputs(run: dict[str, Any], side: str, conf: dict[str, Any], folder: Path,
             settings: KafkaSettings, registry: SchemaRegistry | None, expected: _Expected,
             check: FindingCollector, stats: dict[str, int]) -> dict[str, Any]:
-    """One Kafka side as JSON Lines files, one per Kafka partition."""
+    """One Kafka side as files: a JSON Lines file per Kafka partition, or for
+    Confluent Avro an Avro file per partition and reader schema."""
     url = parse_kafka_url(conf["kafka"])
     parts = sorted((p for p in run.get("kafka", {}).get("partitions", {}).values()
                     if p.get("side") == side), key=lambda p: int(p["partition"]))
@@ -252,74 +259,131 @@ def _inputs(run: dict[str, Any], side: str, conf: dict[str, Any], folder: Path,
         raise ValidationError(msg)
     folder.mkdir(parents=True, exist_ok=True)
     avro = conf["format"] == "avro"
-    paths: list[str] = []
-    not_checkable: list[str] = []
-    for index, part in enumerate(parts):
+    files = _Files(side, folder, expected)
+    for part in parts:
         if part.get("end_offset") is None or part.get("next_offset") != part.get("end_offset"):
             msg = (f"{side}:{url.topic}:{part['partition']} was not read to an end offset "
                    "(validate needs a finished run with --until-end)")
             raise ValidationError(msg)
         name = f"{side}:{url.topic}:{part['partition']}"
         readers = _readers(part, conf.get("reader_schema"))
-        path = folder / f"{side}-{url.topic}-{part['partition']}.jsonl"
-        twin_name = f"{side}:{index}:{path.name}"
-        pos = 0
-        with path.open("wb") as fo:
-            for offset, value, _ in _read(settings, url.bootstrap, url.topic,
-                                          int(part["partition"]), int(part["first_offset"]),
-                                          int(part["end_offset"])):
-                reader = next(schema for start, schema in readers if start <= offset)
-                line = _line(side, name, offset, value, avro, registry, reader, expected)
-                if line is None:
-                    continue
-                if b"\n" in line or b"\r" in line:
-                    not_checkable.append(f"{name}@{offset}")
-                    continue
-                expected.lines[(name, offset)] = (twin_name, pos,
-                                                  line.decode("utf-8", "replace") if avro
-                                                  else None)
-                fo.write(line + b"\n")
-                pos += len(line) + 1
-        paths.append(str(path))
+        for offset, value, _ in _read(settings, url.bootstrap, url.topic,
+                                      int(part["partition"]), int(part["first_offset"]),
+                                      int(part["end_offset"])):
+            if not avro:
+                line = _json_line(side, name, offset, value, expected)
+                if line is not None:
+                    files.line(name, offset, line)
+                continue
+            reader = next(r for r in readers if r[0] <= offset)
+            got = _avro_datum(side, name, offset, value, registry, reader, expected)
+            if got is not None:
+                files.datum(name, offset, *got)
+        files.close()
         stats[f"kafka input {name}"] = int(part["end_offset"]) - int(part["first_offset"])
-    check.add("kafka_value_not_checkable", len(not_checkable),
+    check.add("kafka_value_not_checkable", len(files.not_checkable),
               [f"{where}: a JSON value with a line break (no JSON Lines file can hold it)"
-               for where in not_checkable])
-    return {"paths": paths, "format": "jsonl", "key_fields": conf["key_fields"],
-            "time_field": conf["time_field"], "time_unit": conf["time_unit"]}
+               for where in files.not_checkable])
+    return {"paths": files.paths, "format": "avro" if avro else "jsonl",
+            "key_fields": conf["key_fields"], "time_field": conf["time_field"],
+            "time_unit": conf["time_unit"]}
 
 
-def _readers(part: dict[str, Any], latest: Any) -> list[tuple[int, Any]]:
-    """``(from offset, parsed reader schema)``, the latest first: which reader
-    schema the run read which offsets with (``readers`` in run.json; schema
-    evolution across resumes), else ``latest`` for all."""
+class _Files:
+    """The twin's files of one side, and where each record went in them: a JSON
+    Lines file per partition (offsets: bytes), or an Avro file per partition
+    and schema (offsets: record indexes)."""
+
+    def __init__(self, side: str, folder: Path, expected: _Expected) -> None:
+        self.side, self.folder, self.expected = side, folder, expected
+        self.paths: list[str] = []
+        self.not_checkable: list[str] = []
+        self._partition: str | None = None
+        self._schema: str | None = None
+        self._fo: Any = None
+        self._writer: Any = None
+        self._name = ""
+        self._pos = 0
+
+    def _open(self, partition: str, suffix: str, schema: Any = None, key: str = "") -> str:
+        self.close()
+        path = self.folder / (f"{partition.replace(':', '-')}"
+                              f"{'' if not key else f'-s{len(self.paths):04d}'}{suffix}")
+        self._fo = path.open("wb")
+        if schema is not None:
+            self._writer = fastavro.write.Writer(self._fo, schema, codec="null")
+        self._partition, self._schema, self._pos = partition, key, 0
+        self.paths.append(str(path))
+        return f"{self.side}:{len(self.paths) - 1}:{path.name}"
+
+    def line(self, partition: str, offset: int, line: bytes) -> None:
+        if b"\n" in line or b"\r" in line:
+            self.not_checkable.append(f"{partition}@{offset}")
+            return
+        if self._partition != partition:
+            self._name = self._open(partition, ".jsonl")
+        self.expected.lines[(partition, offset)] = (self._name, self._pos, None)
+        self._fo.write(line + b"\n")
+        self._pos += len(line) + 1
+
+    def datum(self, partition: str, offset: int, datum: dict[str, Any], schema: Any,
+              key: str) -> None:
+        if self._partition != partition or self._schema != key:
+            self._name = self._open(partition, ".avro", schema, key)
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema, datum)
+        raw = base64.b64encode(buf.getvalue()).decode("ascii")
+        self.expected.lines[(partition, offset)] = (self._name, self._pos, raw)
+        self._writer.write(datum)
+        self._pos += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer = None
+        if self._fo is not None:
+            self._fo.close()
+            self._fo = None
+        self._partition = None
+
+
+def _readers(part: dict[str, Any], latest: Any) -> list[tuple[int, Any, str]]:
+    """``(from offset, parsed reader schema, its JSON text)``, the latest first:
+    which reader schema the run read which offsets with (``readers`` in
+    run.json; schema evolution across resumes), else ``latest`` for all."""
     history = part.get("readers") or [[0, latest]]
-    out = [(int(start), fastavro.parse_schema(schema) if schema else None)
-           for start, schema in history]
+    out = [(int(start), fastavro.parse_schema(schema) if schema else None,
+            json.dumps(schema, sort_keys=True)) for start, schema in history]
     out.sort(key=lambda item: item[0], reverse=True)
-    out[-1] = (-1, out[-1][1])  # the first reader read everything before the next
+    out[-1] = (-1, *out[-1][1:])  # the first reader read everything before the next
     return out
 
 
-def _line(side: str, name: str, offset: int, value: bytes | None, avro: bool,
-          registry: SchemaRegistry | None, reader: Any, expected: _Expected) -> bytes | None:
-    """The twin's line of one record, or ``None`` after recording the dead
+def _json_line(side: str, name: str, offset: int, value: bytes | None,
+               expected: _Expected) -> bytes | None:
+    """The twin's line of a JSON value, or ``None`` after recording the dead
     letter the run must have written for it."""
-    def dead(reason: str, raw: str) -> None:
-        expected.direct[(name, offset)] = (side, reason, raw)
-        expected.per_side[side] += 1
-
     if value is None:
-        dead("value is null (a tombstone)", "")
+        expected.dead(side, name, offset, "value is null (a tombstone)", "")
         return None
-    if not avro:
-        if not value.strip():
-            dead("value is empty", value.decode("utf-8", "replace"))
-            return None
-        return value
+    if not value.strip():
+        expected.dead(side, name, offset, "value is empty", value.decode("utf-8", "replace"))
+        return None
+    return value
+
+
+def _avro_datum(side: str, name: str, offset: int, value: bytes | None,
+                registry: SchemaRegistry | None, reader: tuple[int, Any, str],
+                expected: _Expected) -> tuple[dict[str, Any], Any, str] | None:
+    """The datum of a Confluent Avro value as the run read it, with the schema
+    it is written under in the twin (the reader's, else the writer's), or
+    ``None`` after recording the dead letter the run must have written."""
+    if value is None:
+        expected.dead(side, name, offset, "value is null (a tombstone)", "")
+        return None
     raw = base64.b64encode(value).decode("ascii")
     if len(value) < _HEADER or value[0] != _MAGIC:
-        dead("confluent-avro:", raw)
+        expected.dead(side, name, offset, "confluent-avro:", raw)
         return None
     schema_id = int.from_bytes(value[1:_HEADER], "big")
     if registry is None:
@@ -328,19 +392,24 @@ def _line(side: str, name: str, offset: int, value: bytes | None, avro: bool,
     try:
         writer = registry.writer_schema(schema_id)
     except LookupError:  # the registry knows no such id
-        dead(f"confluent-avro: unknown schema id {schema_id}", raw)
+        expected.dead(side, name, offset, f"confluent-avro: unknown schema id {schema_id}", raw)
         return None
     buf = io.BytesIO(value)
     buf.seek(_HEADER)
     try:
-        datum = fastavro.schemaless_reader(buf, writer, reader)
-    except Exception:
-        dead("avro:", raw)
+        datum = fastavro.schemaless_reader(buf, writer, reader[1])
+    except Exception:  # fastavro raises many types on bad bytes
+        expected.dead(side, name, offset, "avro:", raw)
         return None
-    if buf.tell() != len(value) or not isinstance(datum, dict):
-        dead("avro:" if buf.tell() != len(value) else "record is not an object", raw)
+    if buf.tell() != len(value):
+        expected.dead(side, name, offset, "avro:", raw)
         return None
-    return json.dumps(datum, sort_keys=True, separators=(",", ":"), default=str).encode()
+    if not isinstance(datum, dict):
+        expected.dead(side, name, offset, "record is not an object", raw)
+        return None
+    if reader[1] is not None:
+        return datum, reader[1], reader[2]
+    return datum, writer, f"writer {schema_id}"
 
 
 def _outputs(kind: str, url_text: str, folder: Path, settings: KafkaSettings,
@@ -422,9 +491,9 @@ def _twin_dead_letter(row: dict[str, Any], expected: _Expected) -> dict[str, Any
     line = expected.lines.get(where)
     if line is not None:
         row["partition"], row["offset"] = line[0], line[1]
-        if line[2] is not None:  # Confluent Avro: the twin's line is the datum's JSON
-            row.update(raw=line[2], raw_encoding="utf-8", raw_bytes=len(line[2].encode()),
-                       raw_truncated=False, avro_schema=None, avro_codec=None)
+        if line[2] is not None:  # Confluent Avro: the datum's encoding in the twin's file
+            row.update(raw=line[2], raw_encoding="base64",
+                       raw_bytes=len(base64.b64decode(line[2])), raw_truncated=False)
     return row
 
 
