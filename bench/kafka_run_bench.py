@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -109,9 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                 if args.validate:
                     subprocess.run([sys.executable, "-m", "dataflows.cli", "validate", str(out)],
                                    check=True)
+                for kind in ("joined", "late", "invalid", "state"):  # gigabytes at W-2M
+                    shutil.rmtree(out / kind, ignore_errors=True)
         broker_mib = rss_kib(mock.pid) / 1024
-    print(f"\n| input | processes | events/s | peak RSS (streamjoin's processes) | pairs |"
-          f"\n|---|---|---|---|---|")
+    print("\n| input | processes | events/s | peak RSS (streamjoin's processes) | pairs |"
+          "\n|---|---|---|---|---|")
     for source, n, s in results:
         counters = s["counters"]
         assert isinstance(counters, dict)
