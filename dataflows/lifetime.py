@@ -21,6 +21,13 @@ recovery directory's run lock.
   snapshot (``--recovery-dir``), and without recovery the run has failed
   anyway. Workers ignore SIGINT (a Ctrl-C reaches the whole foreground process
   group): the parent decides, and stops them with SIGTERM.
+
+:class:`WorkerProcesses` starts the workers with their stdout and stderr piped
+into the parent, which relays them through its log
+(:func:`dataflows.console.relay_output`), and with a pipe on which each
+worker reports its first failure (:mod:`dataflows.console.failures`). When a
+worker fails, the parent waits a moment for the others' reports and names the
+process and the cause of the first anticipated failure in one line.
 """
 
 from __future__ import annotations
@@ -35,9 +42,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from types import FrameType
+from typing import IO
 
-from dataflows.errors import Stopped
+from dataflows.console import Failure, logger, read_reports, relay_output
+from dataflows.errors import RunError, Stopped
 
 #: The signals after which a run stops all its processes and exits 128 + signal.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -45,6 +55,10 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 GRACE_S = 5.0
 #: How often a worker's watchdog looks at its parent.
 WATCH_INTERVAL_S = 0.5
+#: After a worker fails, how long the parent waits for the other workers'
+#: reports before it stops them (the first failure may surface in another
+#: process than the one that saw its cause).
+FAILURE_GRACE_S = 2.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -134,3 +148,157 @@ def _watch_parent(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(WATCH_INTERVAL_S)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class _Worker:
+    index: int
+    proc: subprocess.Popen[bytes]
+    reports: list[tuple[float, Failure]] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+class WorkerProcesses:
+    """The worker processes of a run, their output relayed through the parent's
+    log and their failure reports collected (see the module docstring).
+
+    ``debug`` (``--debug``) logs the traceback of the failure it reports.
+    """
+
+    def __init__(self, *, debug: bool = False) -> None:
+        self.debug = debug
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        #: Set at the first sign of failure: the other workers' raw output is
+        #: then the noise of a broken cluster (logged at debug).
+        self.failed = threading.Event()
+
+    @property
+    def procs(self) -> list[subprocess.Popen[bytes]]:
+        return [w.proc for w in self._workers]
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self._workers]
+
+    def start(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Start worker ``len(self.procs)`` as ``argv`` + ``--report-fd N``."""
+        index = len(self._workers)
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+                [*argv, "--report-fd", str(write_fd)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,),
+                env=env,
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the worker holds its own copy
+        worker = _Worker(index, proc)
+        self._workers.append(worker)
+        role = f"p{index}"
+        output: IO[bytes] = proc.stdout  # type: ignore[assignment]  # stdout=PIPE
+        relay = threading.Thread(
+            target=relay_output,
+            args=(output, proc.pid, role, self.failed),
+            name=f"relay-{role}",
+            daemon=True,
+        )
+        reports = threading.Thread(
+            target=self._collect,
+            args=(worker, os.fdopen(read_fd, "rb")),
+            name=f"reports-{role}",
+            daemon=True,
+        )
+        worker.threads.extend((relay, reports))
+        relay.start()
+        reports.start()
+
+    def _collect(self, worker: _Worker, pipe: IO[bytes]) -> None:
+        for failure in read_reports(pipe):
+            with self._lock:
+                worker.reports.append((time.monotonic(), failure))
+            self.failed.set()
+
+    def wait(self, stop: SignalStop) -> None:
+        """Wait for every worker to exit, or for a stop signal. If one fails
+        (exits non-zero or reports a failure), the cluster is gone: raise
+        :class:`~dataflows.errors.RunError` naming the process and the cause
+        (the caller stops the others)."""
+        pending = list(self._workers)
+        while pending and stop.signum is None:
+            for worker in list(pending):
+                code = worker.proc.poll()
+                if code is None:
+                    continue
+                pending.remove(worker)
+                if code != 0:
+                    self.failed.set()
+            if self.failed.is_set():
+                raise RunError(self._failure_message())
+            time.sleep(0.05)
+
+    def _failure_message(self) -> str:
+        """Which process failed and why, once the others had a moment to report."""
+        deadline = time.monotonic() + FAILURE_GRACE_S
+        while time.monotonic() < deadline and not self._anticipated():
+            if all(w.proc.poll() is not None for w in self._workers):
+                for worker in self._workers:  # their last reports are in the pipes
+                    for thread in worker.threads[1:]:
+                        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+                break
+            time.sleep(0.05)
+        chosen = self._anticipated() or self._first_report()
+        if chosen is None:
+            failed = [w for w in self._workers if w.proc.poll() not in (None, 0)]
+            if not failed:
+                return "a worker process failed"
+            worker = failed[0]
+            return f"process {worker.index} (pid {worker.proc.pid}) {exit_reason(worker.proc)}"
+        worker, failure = chosen
+        log = logger("run")
+        where = f"process {worker.index} (pid {worker.proc.pid})"
+        extra = {"sj_pid": worker.proc.pid, "sj_role": f"p{worker.index}"}
+        if not failure.anticipated:
+            log.error("%s", failure.traceback.rstrip(), extra=extra)
+            return f"{where}: {failure.message} (a bug: its traceback is above; please report it)"
+        if self.debug and failure.traceback:
+            log.error("%s", failure.traceback.rstrip(), extra=extra)
+        return f"{where}: {failure.message}"
+
+    def _reports(self) -> list[tuple[float, _Worker, Failure]]:
+        with self._lock:
+            found = [(at, w, f) for w in self._workers for at, f in w.reports]
+        return sorted(found, key=lambda item: item[0])
+
+    def _anticipated(self) -> tuple[_Worker, Failure] | None:
+        for _at, worker, failure in self._reports():
+            if failure.anticipated:
+                return worker, failure
+        return None
+
+    def _first_report(self) -> tuple[_Worker, Failure] | None:
+        found = self._reports()
+        return (found[0][1], found[0][2]) if found else None
+
+    def stop(self, grace_s: float = GRACE_S) -> None:
+        """Stop every worker still running (:func:`stop_processes`) and let the
+        relays finish passing on what they wrote."""
+        stop_processes(self.procs, grace_s)
+        for worker in self._workers:
+            for thread in worker.threads:
+                thread.join(timeout=5)
+
+
+def exit_reason(proc: subprocess.Popen[bytes]) -> str:
+    """How a process ended, in words (``was killed by SIGKILL``)."""
+    code = proc.returncode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory? see dmesg)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with status {code}"

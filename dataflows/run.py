@@ -11,12 +11,14 @@ counters every shard and source left in ``OUT/.stats/`` into ``OUT/run.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import gc
 import json
+import logging
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -27,13 +29,25 @@ from pathlib import Path
 from typing import Any
 
 from dataflows.config import RunConfig
+from dataflows.console import (
+    LEVELS,
+    TERMINAL,
+    ConsoleOptions,
+    configure_reports,
+    describe_os_error,
+    level_name,
+    logger,
+    report_failure,
+    setup_logging,
+)
 from dataflows.errors import RunError
-from dataflows.lifetime import SignalStop, die_with_parent, stop_processes, stop_signals
-from dataflows.sinks import OUTPUT_KINDS, config_path
+from dataflows.lifetime import WorkerProcesses, die_with_parent, stop_signals
+from dataflows.sinks import OUTPUT_KINDS, Executions, config_path
 from dataflows.sinks import prepare_out_dir as prepare_out_dir  # moved there; re-exported
-from joins import JoinCounters
+from joins import JoinCounters, StreamJoinError
 
 RUN_JSON_VERSION = 1
+_log = logger("run")
 
 
 @dataclass(frozen=True)
@@ -64,23 +78,35 @@ def _free_ports(n: int) -> list[int]:
 class _Sampler(threading.Thread):
     """Samples the RSS of the worker processes and the state's bytes on disk."""
 
-    def __init__(self, pids: list[int], state_dir: str, interval_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        pids: list[int],
+        state_dir: str,
+        interval_s: float = 0.25,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self._pids = pids
         self._state_dir = state_dir
         self._interval_s = interval_s
+        self._tick = tick
         self._halt = threading.Event()
         self.peak_rss_bytes = 0
         self.peak_state_bytes = 0
+        #: The state's bytes on disk at the last sample.
+        self.state_bytes = 0
 
     def run(self) -> None:
         while not self._halt.wait(self._interval_s):
             self.sample()
+            if self._tick is not None:
+                self._tick()
 
     def sample(self) -> None:
         rss = sum(_rss_bytes(pid) for pid in self._pids)
         self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
-        self.peak_state_bytes = max(self.peak_state_bytes, _dir_bytes(self._state_dir))
+        self.state_bytes = _dir_bytes(self._state_dir)
+        self.peak_state_bytes = max(self.peak_state_bytes, self.state_bytes)
 
     def stop(self) -> None:
         self._halt.set()
@@ -109,65 +135,88 @@ def _dir_bytes(path: str) -> int:
     return total
 
 
-def _start_workers(cfg: RunConfig, procs: list[subprocess.Popen[bytes]]) -> None:
-    """Start the worker processes, appending each to ``procs`` as soon as it runs
-    (so that whoever stops the run knows every one of them)."""
+def places_of(cfg: RunConfig) -> dict[str, str]:
+    """The directories a run writes, by the flag that sets each (for messages
+    about their files)."""
+    return {"--out": cfg.out_dir, "--state-dir": cfg.state_dir, "--recovery-dir": cfg.recovery_dir}
+
+
+def warn_implausible_times(cfg: RunConfig) -> None:
+    """Warn when sampled event times suggest a wrong ``--time-unit``."""
+    from dataflows.inputs import SourceFormat, implausible_times
+
+    for side in (cfg.left, cfg.right):
+        fmt = SourceFormat(side.format, side.key_fields, side.time_field, side.time_unit)
+        warning = implausible_times(side.side, side.paths, fmt)
+        if warning is not None:
+            _log.warning("%s", warning)
+
+
+def _start_workers(cfg: RunConfig, workers: WorkerProcesses, console: ConsoleOptions) -> None:
+    """Start the worker processes (each known to ``workers`` as soon as it runs,
+    so that whoever stops the run knows every one of them)."""
     from dataflows.config.kafka_config import secrets_env
 
     config = config_path(cfg.out_dir)
-    # Secret Kafka settings reach the workers in their environment, never in a file.
-    env = {**os.environ, **secrets_env(cfg.kafka)}
     if cfg.processes == 1:
         addresses = ""
     else:
         addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(cfg.processes))
+    # Workers write their log lines as they come: the parent relays them. Secret
+    # Kafka settings reach the workers in their environment, never in a file.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **secrets_env(cfg.kafka))
     for i in range(cfg.processes):
-        procs.append(
-            subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
-                [
-                    sys.executable,
-                    "-m",
-                    "dataflows.run",
-                    "worker",
-                    config,
-                    "--process-id",
-                    str(i),
-                    "--addresses",
-                    addresses,
-                    "--parent-pid",
-                    str(os.getpid()),
-                ],
-                env=env,
-            )
-        )
+        argv = [
+            sys.executable,
+            "-m",
+            "dataflows.run",
+            "worker",
+            config,
+            "--process-id",
+            str(i),
+            "--addresses",
+            addresses,
+            "--parent-pid",
+            str(os.getpid()),
+            "--log-level",
+            level_name(console.level),
+        ]
+        if console.debug:
+            argv.append("--debug")
+        workers.start(argv, env)
 
 
-def _wait(procs: list[subprocess.Popen[bytes]], stop: SignalStop) -> None:
-    """Wait for all workers, or for a stop signal. If one fails, the cluster is
-    gone: raise (the caller stops the others)."""
-    pending = list(procs)
-    while pending and stop.signum is None:
-        for proc in list(pending):
-            code = proc.poll()
-            if code is None:
-                continue
-            pending.remove(proc)
-            if code != 0:
-                index = procs.index(proc)
-                msg = f"worker process {index} failed with exit code {code} (see its errors above)"
-                raise RunError(msg)
-        time.sleep(0.05)
-
-
-def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
+def run(
+    cfg: RunConfig,
+    *,
+    echo: Callable[[str], None] = print,
+    console: ConsoleOptions | None = None,
+) -> RunResult:
     """Run the join of ``cfg`` to the end of its inputs and write ``run.json``.
 
     Raises :class:`~dataflows.errors.ConfigError` before touching ``OUT`` or
-    starting a process if a ``--metrics-port`` port cannot be bound.
+    starting a process if a ``--metrics-port`` port cannot be bound, and
+    :class:`~dataflows.errors.RunError` naming the process and the cause when
+    a worker fails, or the path, the flag and the fix when a directory of the
+    run cannot be written. ``console`` says what to show while it runs.
     """
-    from dataflows.metrics import check_metrics_ports
+    try:
+        return _run(cfg, echo, console or ConsoleOptions())
+    except OSError as exc:
+        if isinstance(exc, StreamJoinError):
+            raise
+        raise RunError(describe_os_error(exc, places_of(cfg))) from exc
+
+
+def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -> RunResult:
+    from dataflows.metrics import ProgressWatch, check_metrics_ports
     from dataflows.recovering import begin
-    from dataflows.sinks import prepare_kafka_outputs
+    from dataflows.sinks import (
+        ExecutionRecord,
+        input_verdict,
+        prepare_kafka_outputs,
+        read_executions,
+    )
     from dataflows.sources import prepare_kafka_inputs
 
     check_metrics_ports(cfg)
@@ -180,8 +229,10 @@ def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
     # (dataflows.lifetime): workers first, then the quiescent clean-up.
     with stop_signals() as stop:
         session = begin(cfg)  # recovery (#4): init, resume or fresh
-        procs: list[subprocess.Popen[bytes]] = []
+        workers = WorkerProcesses(debug=console.debug)
         sampler = _Sampler([], cfg.state_dir)
+        watch: ProgressWatch | None = None
+        record: ExecutionRecord | None = None
         started = datetime.now(UTC)
         t0 = time.monotonic()
         try:
@@ -189,18 +240,51 @@ def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
                 echo(session.describe())
             stop.check()
             if session.needs_workers:
-                _start_workers(cfg, procs)
-            sampler = _Sampler([p.pid for p in procs], cfg.state_dir)
+                record = ExecutionRecord(cfg.out_dir, session.mode)
+                record.write()
+                warn_implausible_times(cfg)
+                _start_workers(cfg, workers, console)
+            sampler = _Sampler(
+                workers.pids, cfg.state_dir, tick=None if record is None else record.tick
+            )
             sampler.start()
-            _wait(procs, stop)
+            if console.progress and session.needs_workers:
+                watch = ProgressWatch(
+                    cfg,
+                    live=TERMINAL.is_terminal(),
+                    state_bytes=lambda: sampler.state_bytes,
+                    since=started.timestamp() - 1.0,
+                )
+                watch.start()
+            try:
+                workers.wait(stop)
+            except RunError as exc:
+                if not cfg.recovery_dir:
+                    raise
+                msg = f"{exc} (once fixed, the same command resumes from the last snapshot)"
+                raise RunError(msg) from exc
         finally:
+            if watch is not None:
+                watch.stop()
             if sampler.is_alive():
                 sampler.stop()
-            stop_processes(procs)
+            workers.stop()
             session.end()
+            if record is not None:  # also when stopped or failed: the time counts
+                with contextlib.suppress(OSError):
+                    record.write()
         stop.check()
     elapsed_s = time.monotonic() - t0
-    summary = summarize(cfg, elapsed_s, started, sampler.peak_state_bytes, sampler.peak_rss_bytes)
+    if record is not None:
+        record.write(_without_linger(elapsed_s, started, _metrics_endpoints(cfg)))
+    summary = summarize(
+        cfg,
+        elapsed_s,
+        started,
+        sampler.peak_state_bytes,
+        sampler.peak_rss_bytes,
+        executions=read_executions(cfg.out_dir),
+    )
     if session.summary() is not None:
         summary["recovery"] = session.summary()
     with open(os.path.join(cfg.out_dir, "run.json"), "w", encoding="utf-8") as f:
@@ -209,6 +293,12 @@ def run(cfg: RunConfig, *, echo: Callable[[str], None] = print) -> RunResult:
         # Everything was evicted at end of input; recovery (#4) will keep it.
         shutil.rmtree(cfg.state_dir, ignore_errors=True)
     echo(format_summary(summary))
+    # After the outputs and the summary: what the counters say about the inputs.
+    verdict = input_verdict(summary, cfg.max_invalid_fraction)
+    for note in verdict.notes:
+        _log.warning("%s", note)
+    if verdict.failures:
+        raise RunError("; ".join(verdict.failures))
     return RunResult(cfg.out_dir, summary)
 
 
@@ -218,8 +308,14 @@ def summarize(
     started: datetime,
     peak_state_bytes: int,
     peak_rss_bytes: int,
+    *,
+    executions: Executions | None = None,
 ) -> dict[str, Any]:
-    """``run.json``: the run's parameters and the sum of all final counters."""
+    """``run.json``: the run's parameters and the sum of all final counters.
+
+    ``elapsed_s`` is this execution's; with ``executions`` (a resumed run's,
+    :mod:`dataflows.sinks.executions`) the throughput is the records of all of
+    them over their active time, and their number and the resumes are given."""
     from dataflows.sinks import run_stats
 
     counters = JoinCounters()
@@ -241,6 +337,11 @@ def summarize(
     records_in = sum(read.values()) + sum(invalid.values())
     endpoints = _metrics_endpoints(cfg)
     elapsed_s = _without_linger(elapsed_s, started, endpoints)
+    active_s = elapsed_s
+    count, resumes = 1, 0
+    if executions is not None and executions.count:
+        active_s = max(executions.active_s, 0.001)
+        count, resumes = executions.count, executions.resumes
     spec = cfg.spec
     return {
         "version": RUN_JSON_VERSION,
@@ -266,7 +367,10 @@ def summarize(
         "started_at": started.isoformat(),
         "finished_at": (started + timedelta(seconds=elapsed_s)).isoformat(),
         "elapsed_s": round(elapsed_s, 3),
-        "events_per_s": round(records_in / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+        "executions": count,
+        "resumes": resumes,
+        "active_s": round(active_s, 3),
+        "events_per_s": round(records_in / active_s, 1) if active_s > 0 else 0.0,
         "peak_state_bytes": max(peak_state_bytes, shard_peaks),
         "peak_rss_bytes": peak_rss_bytes,
         "outputs": {k: _output(cfg, k) for k in OUTPUT_KINDS},
@@ -303,6 +407,18 @@ def _without_linger(elapsed_s: float, started: datetime, endpoints: list[dict[st
     return max(0.001, min(elapsed_s, max(ends) - started.timestamp()))
 
 
+def _over(s: dict[str, Any]) -> str:
+    """How the throughput of a run of several executions was measured."""
+    count = int(s.get("executions", 1))
+    if count <= 1:
+        return ""
+    resumes = int(s.get("resumes", 0))
+    return (
+        f" over {s['active_s']:,.1f} s active in {count} executions "
+        f"({resumes} resume{'' if resumes == 1 else 's'})"
+    )
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """The human summary printed at the end of a run."""
     c = s["counters"]
@@ -324,7 +440,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  duplicates     left {left['duplicates']:>10,}   right {right['duplicates']:>10,}",
         f"  invalid        left {c['invalid']['left']:>10,}   right {c['invalid']['right']:>10,}",
         f"  retained       left {left['retained']:>10,}   right {right['retained']:>10,}",
-        f"  throughput     {s['events_per_s']:,.0f} events/s",
+        f"  throughput     {s['events_per_s']:,.0f} events/s{_over(s)}",
         f"  peak state     {s['peak_state_bytes'] / mib:,.1f} MiB on disk;"
         f" peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB ({rss_of})",
         f"  outputs        {s['outputs']['joined']}/  late/  invalid/  and run.json",
@@ -358,40 +474,67 @@ def _kafka_lines(s: dict[str, Any]) -> list[str]:
 
 
 def worker_main(argv: list[str] | None = None) -> int:
-    """One Bytewax process of a run (started by :func:`run`)."""
-    from bytewax.testing import cluster_main
+    """One Bytewax process of a run (started by :func:`run`).
 
-    from dataflows.flow import build_flow
-    from dataflows.recovering import worker_recovery
-
+    Logs in the run's format at ``--log-level``; its first failure is reported
+    to the parent on ``--report-fd`` (:mod:`dataflows.console.failures`), and
+    logged here at debug level only (``--debug``: as an error, with its
+    traceback), so that the parent's one line says it.
+    """
     parser = argparse.ArgumentParser(prog="python -m dataflows.run worker")
     parser.add_argument("config")
     parser.add_argument("--process-id", type=int, required=True)
     parser.add_argument("--addresses", default="")
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--log-level", choices=list(LEVELS), default="info")
+    parser.add_argument("--debug", action="store_true")
+    parser.add_argument("--report-fd", type=int, default=-1)
     args = parser.parse_args(argv)
     if args.parent_pid:
         die_with_parent(args.parent_pid)
-    cfg = RunConfig.from_json(json.loads(Path(args.config).read_text(encoding="utf-8")))
-    from dataclasses import replace
+    setup_logging(LEVELS[args.log_level], role=f"p{args.process_id}")
+    try:
+        cfg = RunConfig.from_json(json.loads(Path(args.config).read_text(encoding="utf-8")))
+        if args.report_fd >= 0:
+            configure_reports(args.report_fd, places_of(cfg))
+        _work(cfg, args.process_id, args.addresses)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # also pyo3's PanicException, a BaseException
+        failure = report_failure(exc)
+        anticipated = failure is not None and failure.anticipated
+        level = logging.ERROR if args.debug or not anticipated else logging.DEBUG
+        if args.report_fd < 0:  # nobody to report to: say it here
+            level = logging.ERROR
+        _log.log(level, "failed: %s", failure.message if failure else exc, exc_info=exc)
+        return 1
+    return 0
+
+
+def _work(cfg: RunConfig, process_id: int, addresses_arg: str) -> None:
+    from bytewax.testing import cluster_main
 
     from dataflows.config.kafka_config import with_secrets
-    from dataflows.metrics import ProcessMetrics
+    from dataflows.flow import build_flow
+    from dataflows.metrics import ProcessMetrics, StatusWriter
+    from dataflows.recovering import worker_recovery
 
-    cfg = replace(cfg, kafka=with_secrets(cfg.kafka, os.environ))
+    cfg = dataclasses.replace(cfg, kafka=with_secrets(cfg.kafka, os.environ))
 
     # The join makes millions of short-lived objects that form no cycles (events,
     # pairs, output lines); the default gen-0 threshold (700) ran the cycle
     # collector thousands of times a second for nothing.
     gc.set_threshold(100_000, 50, 100)
-    served = ProcessMetrics.start(cfg, args.process_id)
+    served = ProcessMetrics.start(cfg, process_id)
+    status = StatusWriter(cfg.out_dir, process_id, served.metrics.progress)
+    status.start()
     try:
-        flow = build_flow(cfg, args.process_id, metrics=served.metrics)
-        addresses = [a for a in args.addresses.split(";") if a]
+        flow = build_flow(cfg, process_id, metrics=served.metrics)
+        addresses = [a for a in addresses_arg.split(";") if a]
         cluster_main(  # type: ignore[no-untyped-call]
             flow,
             addresses,
-            args.process_id,
+            process_id,
             epoch_interval=timedelta(milliseconds=cfg.epoch_interval_ms),
             worker_count_per_proc=cfg.workers_per_process,
             recovery_config=worker_recovery(cfg),
@@ -399,8 +542,8 @@ def worker_main(argv: list[str] | None = None) -> int:
     except BaseException:
         served.server.close()
         raise
+    status.finish()
     served.finish(cfg.metrics_linger_ms / 1000.0)
-    return 0
 
 
 if __name__ == "__main__":

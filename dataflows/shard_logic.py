@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from bytewax.operators import StatefulBatchLogic
 
+from dataflows.console import reports_failures
 from joins import (
     Event,
     IntervalJoiner,
@@ -95,6 +96,7 @@ class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
     opens its shard on the first batch (every item names its shard).
     """
 
+    @reports_failures
     def __init__(self, runtime: ShardRuntime, resume: Any = None) -> None:
         self.runtime = runtime
         self.shard = ""
@@ -123,6 +125,7 @@ class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
             rt.metrics.state.register(shard, self.store, lock=self.state_lock)
         return self.joiner
 
+    @reports_failures
     def on_batch(self, values: list[ShardInput]) -> tuple[list[ShardOutput], bool]:
         joiner = self.joiner
         if joiner is None:
@@ -149,6 +152,7 @@ class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
             self._probe_size()
         return self._emit(out), StatefulBatchLogic.RETAIN
 
+    @reports_failures
     def on_eof(self) -> tuple[list[ShardOutput], bool]:
         joiner = self.joiner
         if joiner is None or self.store is None:
@@ -173,6 +177,7 @@ class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
         self.runtime.close_store(self.store)
         return emitted, StatefulBatchLogic.DISCARD
 
+    @reports_failures
     def snapshot(self) -> Any:
         snapshotter = self.runtime.snapshotter
         if snapshotter is None:

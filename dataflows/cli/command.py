@@ -1,9 +1,12 @@
 """The ``streamjoin`` command: generate data, run the join, validate a run, demo.
 
 Bad flags end the command with exit status 2 and one line on stderr (the value
-given and what is allowed); a failed run ends with status 1; a run stopped by
+given and what is allowed); a failed run ends with status 1 and one line
+naming the cause and the fix (``--debug`` adds the traceback); a run stopped by
 SIGTERM, SIGINT or SIGHUP ends with 128 + the signal (143, 130, 129) once all
-its processes have exited.
+its processes have exited. Log lines go to stderr in one format for every
+process (:mod:`dataflows.console.logs`), at ``--log-level`` or
+``STREAMJOIN_LOG_LEVEL``.
 """
 
 from __future__ import annotations
@@ -25,11 +28,20 @@ from dataflows.config import (
     format_size,
     resolve,
 )
+from dataflows.console import (
+    LEVELS,
+    LOG_LEVEL_ENV,
+    ConsoleOptions,
+    describe_os_error,
+    logger,
+    logging_to_terminal,
+)
 from dataflows.errors import ConfigError, Stopped
 from dataflows.inputs import TIME_UNITS
 from joins import HOWS, StreamJoinError
 
 PROG = "streamjoin"
+_log = logger("cli")
 
 _MAIN_EPILOG = """\
 examples:
@@ -59,8 +71,8 @@ examples:
       --right kafka://127.0.0.1:9092/demo.plays --until-end \\
       --out-kafka kafka://127.0.0.1:9092/demo.out --out out-kafka
 
-Durations: an integer number of milliseconds or terms like 250ms, 5s, 30m, 2h,
-1h30m; a negative bound needs '=', e.g. --lower=-10s. A pair (l, r) matches when
+Durations need a unit: 250ms, 5s, 30m, 2h, 1h30m (a bare number is refused, but
+0 is fine); a negative bound needs '=', e.g. --lower=-10s. A pair (l, r) matches when
 l.key == r.key and l.ts + lower <= r.ts <= l.ts + upper.
 
 Sizes (--state-memory): bytes, or an integer with K, M, G or T, optionally
@@ -71,8 +83,16 @@ and OUT/run.json (parameters, counters, throughput); check it with
 `streamjoin validate OUT`. OUT must be new, empty, or an earlier run of the same
 settings and input files (its files are replaced; nothing else is touched).
 
-SIGTERM, SIGINT or SIGHUP stops every process of the run (exit 143, 130, 129);
-with --recovery-dir, the same command then resumes.
+While it runs: on a terminal, one live line (events in per side, events/s, the
+watermark and its lag behind the newest event, state on disk, late and invalid
+counts, share read and ETA); off a terminal, the same as a log line every
+--progress-interval. --quiet turns it off.
+
+Exit status: 0 done; 1 failed (one line: the cause and the fix; --debug adds
+the traceback), also when a side's invalid share exceeds --max-invalid-fraction;
+2 a usage error; 128 + N stopped by signal N. SIGTERM, SIGINT or SIGHUP stops
+every process of the run (exit 143, 130, 129); with --recovery-dir, the same
+command then resumes.
 """
 
 
@@ -174,11 +194,41 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         help="print the resolved settings and where each came from (flag, env, file, "
         "default), as TOML, and exit",
     )
+    out.add_argument(
+        "--max-invalid-fraction",
+        metavar="X",
+        help="fail the run (exit 1, after its outputs are written) when more than this share "
+        "of a side's records are invalid (default 0.5; 1: never)",
+    )
     add_metrics_flags(p)
     from dataflows.cli.snapshots import add_recovery_flags
 
     add_recovery_flags(p)
+    add_console_flags(p, progress=True)
     add_kafka_flags(p)
+
+
+def add_console_flags(p: argparse.ArgumentParser, *, progress: bool = False) -> None:
+    """``--log-level`` and ``--debug`` (every command); ``--quiet`` and
+    ``--progress-interval`` for commands that run a join."""
+    con = p.add_argument_group("console")
+    con.add_argument(
+        "--log-level",
+        choices=list(LEVELS),
+        help=f"log lines at this level and above, on stderr (default {LOG_LEVEL_ENV} or info)",
+    )
+    con.add_argument(
+        "--debug", action="store_true", help="show tracebacks of anticipated failures too"
+    )
+    if progress:
+        con.add_argument(
+            "--quiet", action="store_true", help="no progress: neither the live line nor its logs"
+        )
+        con.add_argument(
+            "--progress-interval",
+            metavar="DURATION",
+            help="off a terminal, log a progress line this often (default 10s)",
+        )
 
 
 def add_kafka_flags(p: argparse.ArgumentParser) -> None:
@@ -269,6 +319,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_generator_flags(gen)
     add_generate_kafka_flags(gen)
+    add_console_flags(gen)
 
     run = sub.add_parser(
         "run",
@@ -286,10 +337,12 @@ def _parser() -> argparse.ArgumentParser:
         "and compare it with OUT/joined/, OUT/late/ and the counters.",
     )
     val.add_argument("dir", metavar="DIR", help="the --out directory of a run")
+    add_console_flags(val)
 
     from dataflows.cli.snapshots import add_recovery_commands
 
-    add_recovery_commands(sub)
+    for command in add_recovery_commands(sub):
+        add_console_flags(command, progress=command.prog.endswith("replay"))
     add_kafka_dev_command(sub)
 
     demo = sub.add_parser(
@@ -299,10 +352,30 @@ def _parser() -> argparse.ArgumentParser:
         "duplicates and malformed records), run a left join with 2 processes, "
         "validate the outputs and print the summary.",
     )
-    demo.add_argument("--out", default="demo-out", metavar="DIR")
-    demo.add_argument("--impressions", type=int, default=700_000, metavar="N")
-    demo.add_argument("--processes", type=int, default=2, metavar="N")
+    demo.add_argument(
+        "--out",
+        default="demo-out",
+        metavar="DIR",
+        help="where to write: DIR/input/ (the generated data) and DIR/run/ (the run's "
+        "outputs) (default demo-out)",
+    )
+    demo.add_argument(
+        "--impressions",
+        type=int,
+        default=700_000,
+        metavar="N",
+        help="left events to generate; plays, orphan plays, late events, duplicates and "
+        "malformed records come on top, about 1.3 N events in all (default 700000)",
+    )
+    demo.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        metavar="N",
+        help="worker processes of the run (default 2)",
+    )
     add_metrics_flags(demo)
+    add_console_flags(demo, progress=True)
     return parser
 
 
@@ -310,16 +383,16 @@ def _run(args: argparse.Namespace) -> int:
     from dataflows.run import run
 
     values: dict[str, Any] = {
-        k: v for k, v in vars(args).items() if k not in ("command", "config", "print_config")
+        k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS
     }
     resolved, warnings = resolve(values, args.config)
     for warning in warnings:
-        print(f"{PROG} run: warning: {warning}", file=sys.stderr)
+        _log.warning("%s", warning)
     cfg = config_of(resolved)
     if args.print_config:
         print(format_settings(effective_settings(resolved, cfg)))
         return 0
-    run(cfg)
+    run(cfg, console=ConsoleOptions.of(args))
     shown = os.path.relpath(cfg.out_dir)
     print(f"check it with: {PROG} validate {cfg.out_dir if shown.startswith('..') else shown}")
     return 0
@@ -332,9 +405,25 @@ def _validate(args: argparse.Namespace) -> int:
     return code
 
 
+#: Flags of ``run`` that are not settings of the run.
+_NOT_SETTINGS = ("command", "config", "print_config", "log_level", "debug", "quiet")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamjoin`` console script."""
     args = _parser().parse_args(argv)
+    try:
+        console = ConsoleOptions.of(args)
+    except ConfigError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    with logging_to_terminal(console.level):
+        return _dispatch(args, console)
+
+
+def _dispatch(args: argparse.Namespace, console: ConsoleOptions) -> int:
+    """Run the command; anticipated failures end in one line (see the module
+    docstring), with their traceback logged first under ``--debug``."""
     try:
         if args.command == "run":
             return _run(args)
@@ -362,17 +451,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_command(args)
     except ConfigError as exc:
+        _traceback(console, exc)
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Stopped as exc:
+        _traceback(console, exc)
         print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except StreamJoinError as exc:
+        _traceback(console, exc)
         print(f"{PROG} {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file of the command's own, e.g. generate --out on a full disk
+        _traceback(console, exc)
+        print(f"{PROG} {args.command}: failed: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _traceback(console: ConsoleOptions, exc: BaseException) -> None:
+    if console.debug:
+        _log.error("traceback (--debug):", exc_info=exc)
 
 
 if __name__ == "__main__":

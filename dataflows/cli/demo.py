@@ -11,8 +11,9 @@ from dataclasses import fields
 from typing import Any
 
 from dataflows.config import build_config, format_duration, parse_duration
+from dataflows.console import ConsoleOptions
 from dataflows.errors import ConfigError
-from dataflows.generator import GeneratedDataset, GeneratorConfig, generate
+from dataflows.generator import LATE_AGAINST_MS, GeneratedDataset, GeneratorConfig, generate
 
 #: Flags of ``generate`` (GeneratorConfig fields); durations end in ``_ms``.
 _HELP = {
@@ -65,7 +66,9 @@ def generator_config(args: argparse.Namespace) -> GeneratorConfig:
     return GeneratorConfig(**values)
 
 
-def describe(ds: GeneratedDataset) -> str:
+def describe(ds: GeneratedDataset, cfg: GeneratorConfig | None = None) -> str:
+    """What ``generate`` wrote, with "placed late" said in the run's terms."""
+    cfg = cfg or GeneratorConfig()
     lines = [f"wrote {ds.out_dir}/ ({ds.format}):"]
     for side, paths in (("left", ds.left_paths), ("right", ds.right_paths)):
         c = ds.counts[side]
@@ -74,13 +77,26 @@ def describe(ds: GeneratedDataset) -> str:
             f"{c.intended_late:,} placed late) + {c.malformed:,} malformed, "
             f"{len(paths)} file(s)"
         )
-    lines.append(f"  pairs expected for a 30m window: ~{ds.expected_pairs:,}")
+    # Placed at ts + 5s + disorder + up to late_lag, among events up to disorder
+    # apart: about 5s + late_lag behind the newest event before them.
+    gap = format_duration(LATE_AGAINST_MS + cfg.late_lag_ms)
+    d = format_duration(LATE_AGAINST_MS)
+    lines.append(
+        f"  placed late: written about {gap} or more behind the newest event before them in "
+        f"their file.\n  A run (default --max-out-of-orderness {d}) counts an event late when "
+        "the watermark, the lowest over all files of both sides, has passed it: at most these "
+        f"(with --disorder up to {d}),\n  fewer when another file is read behind them in event "
+        "time (the run's summary says how many)"
+    )
+    lines.append(f"  pairs expected for a {format_duration(cfg.window_ms)} window: "
+                 f"~{ds.expected_pairs:,}")
     return "\n".join(lines)
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    ds = generate(args.out, generator_config(args), format=args.format, progress=True)
-    print(describe(ds))
+    cfg = generator_config(args)
+    ds = generate(args.out, cfg, format=args.format, progress=True)
+    print(describe(ds, cfg))
     left = ds.left_paths[0] if len(ds.left_paths) == 1 else os.path.join(ds.out_dir, "impressions*")
     right = ds.right_paths[0] if len(ds.right_paths) == 1 else os.path.join(ds.out_dir, "plays*")
     print(f"join it with: streamjoin run --left '{left}' --right '{right}' --format {args.format} "
@@ -108,7 +124,7 @@ def demo_command(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     print(f"[1/3] generating {args.impressions:,} impressions and their plays into {data}/")
     ds = generate(data, gen, format="jsonl", progress=True)
-    print(describe(ds) + f"\n  ({time.monotonic() - t0:.1f} s)")
+    print(describe(ds, gen) + f"\n  ({time.monotonic() - t0:.1f} s)")
     cfg = build_config(
         {
             "left": [str(p) for p in ds.left_paths],
@@ -120,10 +136,11 @@ def demo_command(args: argparse.Namespace) -> int:
             "metrics_port": getattr(args, "metrics_port", None),
             "metrics_host": getattr(args, "metrics_host", None),
             "metrics_linger": getattr(args, "metrics_linger", None),
+            "progress_interval": getattr(args, "progress_interval", None),
         }
     )
     print(f"[2/3] left join, 30 minute window, {args.processes} processes -> {cfg.out_dir}/")
-    run(cfg)
+    run(cfg, console=ConsoleOptions.of(args))
     print(f"[3/3] validating {cfg.out_dir} against the batch join of its inputs")
     code: int = validate_main([cfg.out_dir])
     print(f"demo finished in {time.monotonic() - t0:.0f} s" + ("" if code == 0 else " (INVALID)"))

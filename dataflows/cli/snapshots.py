@@ -23,7 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from dataflows.config import RunConfig
+from dataflows.config import RunConfig, parse_duration
+from dataflows.console import ConsoleOptions
 from dataflows.errors import ConfigError
 
 _EXT = {"jsonl": "jsonl", "avro": "avro"}
@@ -68,8 +69,8 @@ def add_recovery_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_recovery_commands(sub: Any) -> None:
-    """The ``snapshots`` and ``replay`` subcommands."""
+def add_recovery_commands(sub: Any) -> list[argparse.ArgumentParser]:
+    """The ``snapshots`` and ``replay`` subcommands (their parsers)."""
     snaps = sub.add_parser(
         "snapshots",
         help="show the snapshot a run would resume from",
@@ -93,6 +94,7 @@ def add_recovery_commands(sub: Any) -> None:
         "--new-recovery-dir", metavar="DIR", help="the copy (default NEWDIR/recovery)"
     )
     rep.add_argument("--processes", type=int, metavar="N", help="default: as the original run")
+    return [snaps, rep]
 
 
 def recovery_command(args: argparse.Namespace) -> int:
@@ -147,6 +149,9 @@ def replay(args: argparse.Namespace) -> int:
         processes=args.processes or source.processes,
         metrics_port=None if source.metrics_port is None else 0,
     )
+    if getattr(args, "progress_interval", None):
+        interval = parse_duration(args.progress_interval)
+        cfg = replace(cfg, progress_interval_ms=interval)
     write_config(cfg)  # marks NEWDIR as this run's (dataflows.sinks.out_dir)
     copy = copy_for_replay(args.recovery_dir, new_rec, epoch=args.epoch)
     ext = _EXT[source.output_format]
@@ -176,11 +181,17 @@ def replay(args: argparse.Namespace) -> int:
         for name in os.listdir(old_stats):
             if name.startswith(STATS_PREFIX):
                 shutil.copyfile(os.path.join(old_stats, name), os.path.join(new_stats, name))
+    # The time the original executions worked counts in the replay's throughput.
+    old_run = os.path.join(source.out_dir, ".run")
+    if os.path.isdir(old_run):
+        for name in os.listdir(old_run):
+            if name.startswith("execution-") and name.endswith(".json"):
+                shutil.copyfile(os.path.join(old_run, name), os.path.join(out_dir, ".run", name))
     print(
         f"replay: epoch {copy.resume_epoch} of {args.recovery_dir} copied to {new_rec} "
         f"({copy.checkpoints} checkpoint(s)); {copied} output file prefix(es) copied "
         f"from {source.out_dir}"
     )
-    run(cfg)
+    run(cfg, console=ConsoleOptions.of(args))
     print(f"check it with: streamjoin validate {out_dir}")
     return 0

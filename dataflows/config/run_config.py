@@ -142,6 +142,12 @@ class RunConfig:
     #: Resume the recovery store at this epoch instead of its latest (0: the
     #: latest); what a refusal of a damaged store offers.
     resume_epoch: int = 0
+    #: Off a terminal, a progress line is logged this often (on a terminal the
+    #: live line is redrawn twice a second).
+    progress_interval_ms: int = 10_000
+    #: A side whose share of invalid records exceeds this fails the run (exit
+    #: 1, after its outputs are written).
+    max_invalid_fraction: float = 0.5
     #: Kafka inputs and outputs (issue 11, :mod:`dataflows.config.kafka_config`).
     kafka: KafkaRunConfig = field(default_factory=KafkaRunConfig)
 
@@ -158,6 +164,8 @@ class RunConfig:
         _int_range("backup-interval", self.backup_interval_ms, 0, 86_400_000)
         _int_range("read-delay", self.read_delay_ms, 0, 60_000)
         _int_range("resume-epoch", self.resume_epoch, 0, 10**12)
+        _int_range("progress-interval", self.progress_interval_ms, 100, 86_400_000)
+        _check_fraction("max-invalid-fraction", self.max_invalid_fraction)
         if self.resume_epoch and not self.recovery_dir:
             msg = "--resume-epoch needs --recovery-dir: the store whose epoch to resume at"
             raise ConfigError(msg)
@@ -210,6 +218,8 @@ class RunConfig:
             "backup_interval_ms": self.backup_interval_ms,
             "read_delay_ms": self.read_delay_ms,
             "resume_epoch": self.resume_epoch,
+            "progress_interval_ms": self.progress_interval_ms,
+            "max_invalid_fraction": self.max_invalid_fraction,
             **({"kafka": self.kafka.to_json()} if self.kafka != KafkaRunConfig() else {}),
         }
 
@@ -241,6 +251,7 @@ class RunConfig:
             **{k: data[k] for k in _METRICS_SCALARS if k in data},
             **{k: data[k] for k in _RECOVERY_SCALARS if k in data},
             **{k: data[k] for k in _STATE_SCALARS if k in data},
+            **{k: data[k] for k in _CONSOLE_SCALARS if k in data},
             kafka=KafkaRunConfig.from_json(data.get("kafka")),
         )
 
@@ -263,6 +274,17 @@ _RECOVERY_SCALARS = ("recovery_dir", "backup_interval_ms", "read_delay_ms", "res
 #: Optional in :meth:`RunConfig.from_json`: configs written before the key existed
 #: (a recovery directory's) run with the default.
 _STATE_SCALARS = ("state_memory_bytes",)
+_CONSOLE_SCALARS = ("progress_interval_ms", "max_invalid_fraction")
+
+
+def _check_fraction(name: str, value: object) -> None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0.0 <= value <= 1.0
+    ):
+        msg = f"--{name} must be a fraction from 0 to 1 (0.5: half), got {value!r}"
+        raise ConfigError(msg)
 
 
 def _check_kafka(cfg: RunConfig) -> None:

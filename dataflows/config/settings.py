@@ -35,7 +35,10 @@ free), ``metrics_host`` (default 127.0.0.1), ``metrics_linger`` (a duration,
 default 30s: the most a scraped process waits at the end for the scrape of its
 final counts; 0: never), ``recovery_dir``, ``backup_interval`` (a duration),
 ``resume_epoch`` (an epoch of the recovery store to resume at, instead of its
-latest) and ``read_delay`` (a duration; testing only).
+latest), ``read_delay`` (a duration; testing only), ``progress_interval`` (a
+duration, default 10s: how often a run off a terminal logs its progress) and
+``max_invalid_fraction`` (default 0.5: a side with a larger share of invalid
+records fails the run).
 
 Kafka (issue 11, :mod:`dataflows.config.kafka_config`): ``left`` and ``right``
 may be a ``kafka://HOST:PORT[,HOST:PORT]/TOPIC`` URL (the side's format is then
@@ -116,6 +119,8 @@ KEYS = (
     "backup_interval",
     "read_delay",
     "resume_epoch",
+    "progress_interval",
+    "max_invalid_fraction",
     "left_schema",
     "right_schema",
     "schema_registry",
@@ -142,6 +147,7 @@ _DURATIONS = (
     "metrics_linger",
     "backup_interval",
     "read_delay",
+    "progress_interval",
 )
 DEFAULTS: dict[str, Any] = {
     "format": "jsonl",
@@ -170,6 +176,8 @@ DEFAULTS: dict[str, Any] = {
     "backup_interval": "0",
     "read_delay": "0",
     "resume_epoch": 0,
+    "progress_interval": "10s",
+    "max_invalid_fraction": 0.5,
     "left_schema": None,
     "right_schema": None,
     "schema_registry": None,
@@ -429,6 +437,14 @@ def _int(name: str, value: object) -> int:
         raise ConfigError(msg) from None
 
 
+def _fraction(name: str, value: object) -> float:
+    if isinstance(value, bool):
+        value = repr(value)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        msg = f"{flag_of(name)} must be a fraction from 0 to 1 (0.5: half), got {value!r}"
+        raise ConfigError(msg) from None
 def _kafka_input(side: Side, value: Any) -> str | None:
     """The ``kafka://`` URL of a side given as one, else ``None``."""
     values = [value] if isinstance(value, str) else list(value or [])
@@ -635,6 +651,8 @@ def config_of(resolved: Mapping[str, Setting]) -> RunConfig:
         backup_interval_ms=durations["backup_interval"],
         read_delay_ms=durations["read_delay"],
         resume_epoch=_int("resume_epoch", merged["resume_epoch"]),
+        progress_interval_ms=durations["progress_interval"],
+        max_invalid_fraction=_fraction("max_invalid_fraction", merged["max_invalid_fraction"]),
         kafka=_kafka_config(resolved),
     )
 
@@ -670,6 +688,8 @@ def effective_settings(
         "backup_interval": format_duration(cfg.backup_interval_ms),
         "read_delay": format_duration(cfg.read_delay_ms),
         "resume_epoch": cfg.resume_epoch or None,
+        "progress_interval": format_duration(cfg.progress_interval_ms),
+        "max_invalid_fraction": cfg.max_invalid_fraction,
         "left_schema": resolved["left_schema"].value,
         "right_schema": resolved["right_schema"].value,
         "schema_registry": cfg.kafka.registry or None,
@@ -741,8 +761,8 @@ def format_settings(rows: list[tuple[str, Any, str]]) -> str:
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int | float):
+        return repr(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return json.dumps(str(value), ensure_ascii=False)

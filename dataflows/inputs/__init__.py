@@ -26,13 +26,16 @@ The room:
   container file's framing and resynchronisation) and
   :mod:`~dataflows.inputs.avro_values` (Avro types as JSON-safe values) serve
   the Avro reader;
-- :mod:`~dataflows.inputs.batches`: :func:`read_batches`, a file in batches.
+- :mod:`~dataflows.inputs.batches`: :func:`read_batches`, a file in batches;
+- :mod:`~dataflows.inputs.sample`: checks before a run (every CSV header; event
+  times that suggest a wrong time unit).
 
 Bytewax's source partitions that call these are in :mod:`dataflows.sources`.
 """
 
 from __future__ import annotations
 
+from dataflows.inputs.avro_format import count_records
 from dataflows.inputs.batches import read_batches
 from dataflows.inputs.fields import (
     FORMATS,
@@ -44,6 +47,7 @@ from dataflows.inputs.fields import (
     TimeUnit,
     time_to_ms,
 )
+from dataflows.inputs.sample import check_csv_headers, implausible_times
 
 __all__ = [
     "FORMATS",
@@ -53,6 +57,9 @@ __all__ = [
     "Invalid",
     "SourceFormat",
     "TimeUnit",
+    "check_csv_headers",
+    "count_records",
+    "implausible_times",
     "read_batches",
     "time_to_ms",
 ]

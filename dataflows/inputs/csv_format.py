@@ -4,9 +4,10 @@ Every value is a string; a row becomes a record dict by the header's names, and
 its key and time are taken by :mod:`dataflows.inputs.fields` (a row's single
 key column and an ``ms`` time of plain ASCII digits are taken in place). Only an
 empty line is blank and skipped, since ``" "`` may be a value. A header that is
-not UTF-8 or lacks a configured field is an :class:`InputError` for the whole
-file; a row that cannot be parsed, is not UTF-8 or has the wrong number of
-columns is a dead letter.
+not UTF-8, names a column twice or lacks a configured field is an
+:class:`InputError` for the whole file (the run checks every CSV file's header
+before it starts, :mod:`dataflows.inputs.sample`); a row that cannot be
+parsed, is not UTF-8 or has the wrong number of columns is a dead letter.
 
 Quoting is RFC 4180 and strict (Python's ``csv`` with ``strict=True``): a quoted
 value may hold commas, doubled quotes and line breaks; a quote inside an
@@ -53,7 +54,16 @@ class _TooLong(Exception):
     """Raised into the csv reader: the record has reached ``MAX_RECORD_LINES``."""
 
 
-def _csv_header(handle: Any, path: str, fmt: SourceFormat) -> tuple[list[str], int] | None:
+def csv_header(
+    handle: Any, path: str, fmt: SourceFormat, side: Side
+) -> tuple[list[str], int] | None:
+    """The column names of the CSV file open as ``handle`` (read from its
+    start) and the header's length in bytes; ``None`` for an empty file.
+
+    Raises :class:`InputError` naming the file and the fix when the header is
+    not UTF-8, names a column twice (a record could hold only one of the two
+    values) or lacks a configured field.
+    """
     head = handle.readline()
     if not head:
         return None
@@ -63,11 +73,21 @@ def _csv_header(handle: Any, path: str, fmt: SourceFormat) -> tuple[list[str], i
         msg = f"csv header of {path!r} is not UTF-8: {exc.reason}"
         raise InputError(msg) from exc
     header = next(csv.reader([header_text]), [])
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        msg = (
+            f"csv header of {path!r} names the column {twice[0]!r} more than once (columns: "
+            f"{', '.join(header)}): a record could keep only one of its values; rename the "
+            "columns so that each name is unique"
+        )
+        raise InputError(msg)
     missing = [f for f in (*fmt.key_fields, fmt.time_field) if f not in header]
     if missing:
+        setting = "time-field" if missing[0] == fmt.time_field else "key-field"
         msg = (
             f"csv header of {path!r} has no column {missing[0]!r} "
-            f"(columns: {', '.join(header) or 'none'})"
+            f"(columns: {', '.join(header) or 'none'}): set --{side}-{setting} to the "
+            "column that holds it, or fix the file"
         )
         raise InputError(msg)
     return header, len(head)
@@ -140,7 +160,7 @@ def read_csv(
     """Batches of at most ``size`` events and dead letters of the CSV file
     ``path``, from byte offset ``start`` (a start inside the header means the
     first row), each with the offset to resume after it."""
-    found = _csv_header(handle, path, fmt)
+    found = csv_header(handle, path, fmt, side)
     if found is None:
         return
     header, header_end = found

@@ -14,7 +14,10 @@ time, and how a run serves it.
   and client errors;
 - :mod:`~dataflows.metrics.server`: serving ``/metrics`` over HTTP;
   :mod:`~dataflows.metrics.wiring`: one bundle and one endpoint per process of
-  a run.
+  a run;
+- :mod:`~dataflows.metrics.status`: each worker's progress in a small status
+  file; :mod:`~dataflows.metrics.watch`: the parent's progress line drawn from
+  them (live on a terminal, logged otherwise).
 
 Every metric, its query and its dashboard panel: ``grafana/README.md``.
 """
@@ -34,6 +37,8 @@ from dataflows.metrics.server import (
     process_port,
     serve_metrics,
 )
+from dataflows.metrics.status import StatusWriter, read_statuses, status_path
+from dataflows.metrics.watch import ProgressWatch, RunProgress, aggregate, format_progress
 from dataflows.metrics.wiring import (
     ProcessMetrics,
     check_metrics_ports,
@@ -50,13 +55,20 @@ __all__ = [
     "KafkaCollector",
     "MetricsServer",
     "ProcessMetrics",
+    "ProgressWatch",
+    "RunProgress",
     "StateCollector",
+    "StatusWriter",
+    "aggregate",
     "check_bindable",
     "check_metrics_ports",
+    "format_progress",
     "host_port",
     "process_port",
     "read_endpoints",
+    "read_statuses",
     "reason_class",
     "serve_metrics",
     "source_observer",
+    "status_path",
 ]

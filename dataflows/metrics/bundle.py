@@ -39,6 +39,7 @@ from dataflows.metrics.hotkeys import HOT_KEY_RANKS, HotKeys, SampledHotKeys
 from dataflows.metrics.kafka import KafkaCollector
 from dataflows.metrics.progress import ProcessProgress
 from dataflows.metrics.reasons import REASON_CLASSES, reason_class
+from dataflows.sources import PartitionRead
 from joins import Event, JoinCounters, JoinOutput, JoinSpec, Side
 from joins.events import SIDES
 
@@ -271,14 +272,28 @@ class JoinMetrics:
         max_ts_ms: int | None,
         *,
         closed: bool = False,
+        read: PartitionRead | None = None,
     ) -> None:
         """A read of ``events`` valid events from ``partition`` of ``stream``
         (``"left"``/``"right"``); ``max_ts_ms`` is the partition's newest event
-        time so far, ``closed`` that its input is exhausted."""
+        time so far, ``closed`` that its input is exhausted, ``read`` how far
+        the partition has read (for the progress line)."""
         child = self.input_events.labels(stream, partition)
         if events:
             child.inc(events)
-        self.progress.record_input(stream, partition, max_ts_ms, closed=closed)
+        if read is None:
+            self.progress.record_input(stream, partition, max_ts_ms, closed=closed)
+        else:
+            self.progress.record_input(
+                stream,
+                partition,
+                max_ts_ms,
+                closed=closed,
+                position=read.position,
+                events=read.events,
+                invalid=read.invalid,
+                backlog=read.backlog,
+            )
 
     def observe_invalid(self, stream: str, reasons: Iterable[str], truncated: int = 0) -> None:
         """Dead letters of ``stream``: their ``Invalid.reason`` texts, and how many

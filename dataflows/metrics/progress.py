@@ -2,7 +2,8 @@
 
 :class:`ProcessProgress` keeps, per shard, the joiner's latest cumulative
 :class:`~joins.JoinCounters` and watermark, and per input partition the newest
-event time read. :class:`~dataflows.metrics.JoinMetrics` records into it on the
+event time read and how far it has read (:meth:`ProcessProgress.status`, for
+the run's progress line). :class:`~dataflows.metrics.JoinMetrics` records into it on the
 worker threads (so that it can export counter *deltas*) and
 :class:`~dataflows.metrics.collector.RuntimeCollector` reads it on the HTTP
 server's thread at scrape time (watermarks, input watermarks, retained events):
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, fields
+from typing import Any
 
 from joins import JoinCounters
 from joins.counters import SideCounters
@@ -23,6 +25,17 @@ from joins.watermark import WM_MAX, WM_MIN
 class _Shard:
     counters: JoinCounters
     watermark_ms: int | None = None
+
+
+@dataclass(slots=True)
+class _Partition:
+    stream: str
+    max_ts_ms: int | None = None
+    closed: bool = False
+    position: int = 0
+    events: int = 0
+    invalid: int = 0
+    backlog: int | None = None
 
 
 class ProcessProgress:
@@ -39,17 +52,43 @@ class ProcessProgress:
         self._shards: dict[str, _Shard] = {}
         #: (stream, partition) -> newest event time read (ms), or None once closed.
         self._inputs: dict[tuple[str, str], int | None] = {}
+        #: partition -> how far it has read (the progress line's figures).
+        self._reads: dict[str, _Partition] = {}
 
     def record_input(
-        self, stream: str, partition: str, max_ts_ms: int | None, *, closed: bool = False
+        self,
+        stream: str,
+        partition: str,
+        max_ts_ms: int | None,
+        *,
+        closed: bool = False,
+        position: int | None = None,
+        events: int | None = None,
+        invalid: int | None = None,
+        backlog: int | None = None,
     ) -> None:
         """``partition`` of ``stream`` has read up to ``max_ts_ms`` (None: no
-        event yet); once ``closed``, it no longer holds its stream's watermark."""
+        event yet); once ``closed``, it no longer holds its stream's watermark.
+        ``position``, ``events``, ``invalid`` and ``backlog``, when the source
+        says them, are how far it has read (:class:`~dataflows.sources.PartitionRead`)."""
         with self._lock:
             if closed:
                 self._inputs[(stream, partition)] = None
             elif max_ts_ms is not None:
                 self._inputs[(stream, partition)] = max_ts_ms
+            read = self._reads.get(partition)
+            if read is None:
+                read = self._reads[partition] = _Partition(stream)
+            if max_ts_ms is not None:
+                read.max_ts_ms = max_ts_ms
+            read.closed = read.closed or closed
+            if position is not None:
+                read.position = position
+            if events is not None:
+                read.events = events
+            if invalid is not None:
+                read.invalid = invalid
+            read.backlog = backlog
 
     def record_batch(self, shard: str, counters: JoinCounters, watermark_ms: int) -> JoinCounters:
         """``shard``'s joiner now holds ``counters`` (cumulative) and
@@ -104,6 +143,39 @@ class ProcessProgress:
             for state in self._shards.values():
                 total.add(state.counters)
         return total
+
+
+    def status(self) -> dict[str, Any]:
+        """What this process has got to, as JSON-able values: per input partition
+        how far it has read; over its shards the late counts (cumulative) and
+        the lowest watermark of those that have not ended (``None``: none has
+        one yet), and how many shards it runs and how many have ended."""
+        with self._lock:
+            partitions = {
+                name: {
+                    "side": p.stream,
+                    "position": p.position,
+                    "events": p.events,
+                    "invalid": p.invalid,
+                    "max_ts_ms": p.max_ts_ms,
+                    "closed": p.closed,
+                    "backlog": p.backlog,
+                }
+                for name, p in self._reads.items()
+            }
+            total = JoinCounters()
+            watermarks = []
+            for state in self._shards.values():
+                total.add(state.counters)
+                if state.watermark_ms is not None:
+                    watermarks.append(state.watermark_ms)
+            shards = len(self._shards)
+        return {
+            "partitions": partitions,
+            "late": {"left": total.left.late, "right": total.right.late},
+            "watermark_ms": min(watermarks) if watermarks else None,
+            "shards": shards,
+        }
 
 
 def _copy(counters: JoinCounters) -> JoinCounters:

@@ -21,8 +21,8 @@ finds its port taken fails. The endpoint actually served is written to
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from prometheus_client import CollectorRegistry
 
 from dataflows.config import RunConfig
+from dataflows.console import logger
 from dataflows.errors import ConfigError, RunError
 from dataflows.metrics.bundle import JoinMetrics
 from dataflows.metrics.server import (
@@ -45,6 +46,7 @@ from dataflows.sources import SourceBatch
 
 #: The linger is also bounded by this many of the scrape intervals seen.
 LINGER_SCRAPE_INTERVALS = 3
+_log = logger("metrics")
 
 
 def endpoint_path(out_dir: str, process_id: int) -> str:
@@ -100,8 +102,8 @@ class ProcessMetrics:
 
     @classmethod
     def start(cls, cfg: RunConfig, process_id: int, *, log: TextIO | None = None) -> ProcessMetrics:
-        """Create the bundle of process ``process_id`` and start serving it."""
-        log = log if log is not None else sys.stderr
+        """Create the bundle of process ``process_id`` and start serving it; what
+        it serves is logged (or written to ``log``)."""
         registry = CollectorRegistry()
         metrics = JoinMetrics(registry, process=str(process_id), spec=cfg.spec)
         explicit = cfg.metrics_port is not None
@@ -119,11 +121,12 @@ class ProcessMetrics:
             server = serve_metrics(registry, 0, host=cfg.metrics_host)
             _say(
                 log,
-                f"streamjoin: process {process_id}: metrics port {port} is taken; "
+                logging.WARNING,
+                f"process {process_id}: metrics port {port} is taken; "
                 f"serving on {server.port} instead (set --metrics-port to choose)",
             )
         _write_endpoint(cfg.out_dir, process_id, server, {})
-        _say(log, f"streamjoin: process {process_id} serves metrics at {server.url}")
+        _say(log, logging.INFO, f"process {process_id} serves metrics at {server.url}")
         return cls(metrics, server, process_id, cfg.out_dir)
 
     def finish(self, linger_s: float) -> bool:
@@ -152,8 +155,10 @@ class ProcessMetrics:
         return scraped
 
 
-def _say(log: TextIO, line: str) -> None:
-    # One write per line: the processes of a run share the terminal.
+def _say(log: TextIO | None, level: int, line: str) -> None:
+    if log is None:
+        _log.log(level, "%s", line)
+        return
     log.write(line + "\n")
     log.flush()
 
@@ -184,7 +189,12 @@ def observe_source_batch(metrics: JoinMetrics, batch: SourceBatch) -> None:
     """Count one :class:`~dataflows.sources.SourceBatch` into ``metrics``."""
     mark = batch.mark
     metrics.observe_input(
-        batch.side, mark.partition, len(batch.events), mark.max_ts, closed=mark.closed
+        batch.side,
+        mark.partition,
+        len(batch.events),
+        mark.max_ts,
+        closed=mark.closed,
+        read=batch.read,
     )
     if batch.invalid:
         metrics.observe_invalid(

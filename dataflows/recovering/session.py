@@ -4,7 +4,8 @@
 :func:`begin` (called by :func:`dataflows.run.run`) checks before it changes
 anything: the state directory on the checkpoints' filesystem, the store's
 recorded settings (:mod:`dataflows.config.identity`), ``--out``
-(:mod:`dataflows.sinks.out_dir`), the store itself (:mod:`dataflows.recovering.store`:
+(:mod:`dataflows.sinks.out_dir`), every CSV input's header
+(:func:`check_input_headers`), the store itself (:mod:`dataflows.recovering.store`:
 created on first use; its partitions; who can write it; its input files).
 Then, with no worker running (quiescent lock), it plans the resume
 (:func:`recovery.integrity.plan_resume`: complete and consistent at the
@@ -26,6 +27,7 @@ round runs (:meth:`Session.end`).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from dataflows.recovering.store import (
     check_store_inputs,
     check_store_settings,
     check_trusted,
+    check_writable,
     input_paths,
     make_state_dir,
     open_store,
@@ -44,7 +47,7 @@ from dataflows.recovering.store import (
     view_has_executions,
 )
 from dataflows.shards import shard_names
-from dataflows.sinks import check_out_dir, prepare_out_dir, write_config
+from dataflows.sinks import check_out_dir, config_path, prepare_out_dir, write_config
 from joins.watermark import WM_MAX
 from recovery.errors import RecoveryError
 from recovery.gc import PeriodicCleanup, collect_garbage
@@ -157,17 +160,61 @@ def refuse_grown_inputs_of_ended_run(
     raise ConfigError(msg)
 
 
+def _recorded_out_dir(config_file: Path) -> str | None:
+    try:
+        return os.path.abspath(str(json.loads(config_file.read_text("utf-8"))["out_dir"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def refuse_another_out_dir(cfg: RunConfig) -> None:
+    """A store's outputs are in the ``--out`` it ran with: a resume continues
+    them from the snapshot's positions, so another ``--out`` would miss all that
+    was written before (ConfigError, one line, with the ways out). A copy of
+    that directory (moved or copied with the store: its ``.run/config.json``
+    names the same ``--out``) is the same outputs, and accepted."""
+    previous = _recorded_out_dir(Path(cfg.recovery_dir) / RUN_CONFIG_NAME)
+    if previous is None or previous == cfg.out_dir:
+        return  # a new store, or one that never recorded it; the same --out
+    if _recorded_out_dir(Path(config_path(cfg.out_dir))) == previous:
+        return
+    msg = (
+        f"the recovery directory {cfg.recovery_dir} holds a run whose outputs are in "
+        f"{previous}: --out was {previous}, now {cfg.out_dir}. A resume continues those "
+        f"outputs from its snapshot, so a new directory would miss what was written "
+        f"before it: run with --out {previous}, or start a copy in the new directory with "
+        f"streamjoin replay --recovery-dir {cfg.recovery_dir} --out {cfg.out_dir}"
+    )
+    raise ConfigError(msg)
+
+
+def check_input_headers(cfg: RunConfig) -> None:
+    """Refuse a CSV input whose header the run could not use
+    (:class:`~dataflows.errors.InputError`, naming the file and the setting),
+    before anything is written."""
+    from dataflows.inputs import SourceFormat, check_csv_headers
+
+    for side in (cfg.left, cfg.right):
+        fmt = SourceFormat(side.format, side.key_fields, side.time_field, side.time_unit)
+        check_csv_headers(side.side, side.paths, fmt)
+
+
 def begin(cfg: RunConfig) -> Session:
     """Before starting the workers of an execution (see the module docstring)."""
+    check_writable(cfg)  # before anything is created
     if not cfg.recovery_dir:
+        check_out_dir(cfg)
+        check_input_headers(cfg)
         prepare_out_dir(cfg)
         make_state_dir(cfg)
         return Session(cfg, "off")
     check_filesystems(cfg)  # before anything is created
     notes = check_store_settings(cfg)
+    refuse_another_out_dir(cfg)
     new_store = not (Path(cfg.recovery_dir) / MANIFEST_NAME).exists()
     if new_store:
         check_out_dir(cfg)  # before the store is created
+    check_input_headers(cfg)
     try:
         inputs = observe_inputs(input_paths(cfg))
     except RecoveryError as exc:

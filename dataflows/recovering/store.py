@@ -15,6 +15,7 @@ head, another list; grown is fine), both as
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ from dataflows.config import (
     store_settings,
     unrecorded,
 )
+from dataflows.console import describe_os_error
 from dataflows.errors import ConfigError, RunError
 from recovery.checkpoints import check_same_filesystem
 from recovery.errors import (
@@ -163,6 +165,44 @@ def check_filesystems(cfg: RunConfig) -> None:
         check_same_filesystem(Path(cfg.recovery_dir) / relative, cfg.state_dir)
     except FilesystemMismatchError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def check_writable(cfg: RunConfig) -> None:
+    """Refuse (:class:`~dataflows.errors.RunError`, one line: the path, why and
+    the fix) a ``--out``, ``--state-dir`` or ``--recovery-dir`` that this user
+    cannot create or write: on a read-only filesystem, without permission, or
+    under a file. Looks at the nearest existing directory, so it runs before
+    anything is created (``--out`` naming a file is refused by the output
+    directory's own check, as a usage error)."""
+    out = Path(cfg.out_dir).absolute()
+    out_is_a_file = out.exists() and not out.is_dir()
+    for flag, path in (
+        ("--out", cfg.out_dir),
+        ("--state-dir", cfg.state_dir),
+        ("--recovery-dir", cfg.recovery_dir),
+    ):
+        if not path or (out_is_a_file and Path(path).absolute().is_relative_to(out)):
+            continue
+        problem = _unwritable(Path(path).absolute())
+        if problem is not None:
+            shown = "" if problem.filename == path else f"{flag} {path}: "
+            msg = shown + describe_os_error(problem, {flag: str(problem.filename)})
+            raise RunError(msg)
+
+
+def _unwritable(path: Path) -> OSError | None:
+    if path.exists() and not path.is_dir():
+        return None
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return OSError(errno.EROFS, os.strerror(errno.EROFS), str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return OSError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
+    return None
 
 
 def check_trusted(cfg: RunConfig) -> None:

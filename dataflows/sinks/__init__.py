@@ -8,7 +8,12 @@ counters every shard and source partition reports.
   run's files (only those);
 - :mod:`~dataflows.sinks.stats`: :class:`StatsSink` and
   :class:`ExecutionStatsSink` (recovering runs) write the final counters to
-  ``OUT/.stats/``; :func:`run_stats` reads them back for ``run.json``.
+  ``OUT/.stats/``; :func:`run_stats` reads them back for ``run.json``;
+- :mod:`~dataflows.sinks.executions`: each execution's time, so that a
+  resumed run's summary counts all of them;
+- :mod:`~dataflows.sinks.verdict`: what the final counters say about the
+  inputs (a side's invalid share against ``--max-invalid-fraction``, a side
+  without valid events).
 
 - :mod:`~dataflows.sinks.kafka`: :class:`KafkaRowSink`, an output to a Kafka
   topic (transactions per shard committed once their epoch is durable, the
@@ -21,6 +26,7 @@ The records they write are built in :mod:`dataflows.outputs`.
 
 from __future__ import annotations
 
+from dataflows.sinks.executions import ExecutionRecord, Executions, read_executions
 from dataflows.sinks.files import RowFileSink
 from dataflows.sinks.kafka import KafkaRowPartition, KafkaRowSink, kafka_sink, ticks
 from dataflows.sinks.kafka_start import prepare_kafka_outputs
@@ -39,20 +45,26 @@ from dataflows.sinks.stats import (
     run_stats,
     stats_dir,
 )
+from dataflows.sinks.verdict import InputVerdict, input_verdict
 
 __all__ = [
     "OUTPUT_KINDS",
     "STATS_PREFIX",
+    "ExecutionRecord",
     "ExecutionStatsSink",
+    "Executions",
+    "InputVerdict",
     "KafkaRowPartition",
     "KafkaRowSink",
     "RowFileSink",
     "StatsSink",
     "check_out_dir",
     "config_path",
+    "input_verdict",
     "kafka_sink",
     "prepare_kafka_outputs",
     "prepare_out_dir",
+    "read_executions",
     "read_stats",
     "run_stats",
     "stats_dir",

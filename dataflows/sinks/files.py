@@ -20,17 +20,31 @@ with the row builders and schemas of :mod:`dataflows.outputs.records`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import IO, Any
 
 import fastavro.write
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from dataflows.console import reports_failures
 from dataflows.outputs import BUILDERS, PARSED_SCHEMAS, JoinedLineEncoder, OutputKind, write_jsonl
 
 ToRecord = Callable[[Any], dict[str, Any]]
 
 _EXT = {"jsonl": "jsonl", "avro": "avro"}
+
+
+@contextmanager
+def naming(path: str) -> Iterator[None]:
+    """An ``OSError`` without a file name (a ``write`` on a full disk) gets
+    ``path``, so that the failure can say which file and which flag."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, path) from exc
+        raise
 
 
 class _RowFile(StatefulSinkPartition[list[Any], int]):
@@ -75,7 +89,12 @@ class _RowFile(StatefulSinkPartition[list[Any], int]):
             self._avro = fastavro.write.Writer(fo, self._schema, codec="null")
         return fo
 
+    @reports_failures
     def write_batch(self, values: list[list[Any]]) -> None:
+        with naming(self._path):
+            self._write_batch(values)
+
+    def _write_batch(self, values: list[list[Any]]) -> None:
         fo = self._fo if self._fo is not None else self._open()
         to_record = self._to_record
         if self._avro is not None:
@@ -91,20 +110,24 @@ class _RowFile(StatefulSinkPartition[list[Any], int]):
             return
         write_jsonl(fo, [to_record(item) for batch in values for item in batch])
 
+    @reports_failures
     def snapshot(self) -> int:
         if self._fo is None:
             return 0
-        if self._avro is not None:
-            self._avro.flush()
-        self._fo.flush()
-        return self._fo.tell()
+        with naming(self._path):
+            if self._avro is not None:
+                self._avro.flush()
+            self._fo.flush()
+            return self._fo.tell()
 
+    @reports_failures
     def close(self) -> None:
         if self._fo is None:
             return
-        if self._avro is not None:
-            self._avro.flush()
-        self._fo.close()
+        with naming(self._path):
+            if self._avro is not None:
+                self._avro.flush()
+            self._fo.close()
         self._fo = None
 
 
@@ -138,6 +161,7 @@ class RowFileSink(FixedPartitionedSink[list[Any], int]):
     def part_fn(self, item_key: str) -> int:
         return self._index[item_key]
 
+    @reports_failures
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _RowFile:
         os.makedirs(self._dir, exist_ok=True)
         path = os.path.join(self._dir, f"{for_part}.{_EXT[self._fmt]}")

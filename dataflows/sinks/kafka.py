@@ -70,6 +70,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from dataflows.config import RunConfig
+from dataflows.console import reports_failures
 from dataflows.errors import ConfigError
 from dataflows.inputs import Invalid
 from dataflows.inputs.confluent_wire import frame
@@ -337,6 +338,7 @@ class KafkaRowPartition(StatefulSinkPartition[list[Any], KafkaSinkPosition]):
         if err is not None and self._failed is None:
             self._failed = err
 
+    @reports_failures
     def write_batch(self, values: list[list[Any]]) -> None:
         items = [item for batch in values for item in batch]
         if not items:  # a tick (every shard gets them): only makes Bytewax snapshot
@@ -372,6 +374,7 @@ class KafkaRowPartition(StatefulSinkPartition[list[Any], KafkaSinkPosition]):
                    "the run stops so that a resume sends it again")
             raise KafkaClientError(msg)
 
+    @reports_failures
     def snapshot(self) -> KafkaSinkPosition:
         if self.deferred:
             # Bytewax calls this at the end of an epoch E, and only after the
@@ -399,6 +402,7 @@ class KafkaRowPartition(StatefulSinkPartition[list[Any], KafkaSinkPosition]):
             self._check()
         return KafkaSinkPosition(self.records, self.transactions)
 
+    @reports_failures
     def close(self) -> None:
         """End of input, or the flow stopping after a failure elsewhere.
 
@@ -471,6 +475,7 @@ class KafkaRowSink(FixedPartitionedSink[list[Any], KafkaSinkPosition]):
     def part_fn(self, item_key: str) -> int:
         return self._index[item_key]
 
+    @reports_failures
     def build_part(
         self, step_id: str, for_part: str, resume_state: KafkaSinkPosition | None
     ) -> KafkaRowPartition:

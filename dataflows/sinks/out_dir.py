@@ -6,6 +6,7 @@ A run writes, under ``OUT``::
     joined/<shard>.jsonl|avro   late/...   invalid/...    one file per shard (RowFileSink)
     run.json                                              the summary
     .run/config.json, .run/metrics-<i>.json               the configuration; metrics endpoints
+    .run/status-<i>.json, .run/execution-<ns>.json        progress; each execution's time
     .stats/worker-<i>.jsonl, .stats/ex-<ns>-w<i>.jsonl    final counters
     state/<shard>/                                        RocksDB, when --state-dir is the default
 
@@ -44,7 +45,9 @@ _SHARD = r"s[0-9]{4,}-[0-9]+"
 _OURS: dict[str, re.Pattern[str]] = {
     **{kind: re.compile(rf"{_SHARD}\.(?:jsonl|avro)") for kind in OUTPUT_KINDS},
     ".stats": re.compile(r"worker-[0-9]{3,}\.jsonl|ex-[0-9]{20}-w[0-9]{3,}\.jsonl"),
-    ".run": re.compile(r"(?:config|metrics-[0-9]+)\.json(?:\.tmp)?"),
+    ".run": re.compile(
+        r"(?:config|(?:metrics|status)-[0-9]+|execution-[0-9]{20})\.json(?:\.tmp)?"
+    ),
     "state": re.compile(rf"{_SHARD}(?:\.cloning)?"),
 }
 
@@ -118,7 +121,10 @@ def check_out_dir(cfg: RunConfig) -> None:
     out = cfg.out_dir
     if not os.path.isdir(out):
         if os.path.exists(out):
-            msg = f"--out {out} is not a directory"
+            msg = (
+                f"--out {out} is a file, not a directory: give a new directory (or an earlier "
+                "run's) for joined/, late/, invalid/ and run.json"
+            )
             raise ConfigError(msg)
         return
     previous = _previous(cfg)

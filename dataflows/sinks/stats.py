@@ -23,6 +23,8 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from dataflows.config import RunConfig
+from dataflows.console import reports_failures
+from dataflows.sinks.files import naming
 
 #: Stats files of recovering runs: ``ex-<20-digit start ns>-w<3-digit worker>.jsonl``.
 STATS_PREFIX = "ex-"
@@ -37,9 +39,10 @@ class _StatsFile(StatelessSinkPartition[dict[str, Any]]):
     def __init__(self, path: str) -> None:
         self._path = path
 
+    @reports_failures
     def write_batch(self, items: list[dict[str, Any]]) -> None:
         text = "".join(json.dumps(item, sort_keys=True) + "\n" for item in items)
-        with open(self._path, "a", encoding="utf-8") as f:
+        with naming(self._path), open(self._path, "a", encoding="utf-8") as f:
             f.write(text)
 
 

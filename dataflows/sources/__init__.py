@@ -2,8 +2,9 @@
 each batch stamped with its partition's watermark mark.
 
 - :mod:`~dataflows.sources.marks`: :class:`SourceBatch`, what every read of a
-  partition yields, and :class:`MarkStamper`, the partition's watermark report
-  and heartbeat schedule;
+  partition yields (with :class:`PartitionRead`, how far it has read), and
+  :class:`MarkStamper`, the partition's watermark report and heartbeat
+  schedule;
 - :mod:`~dataflows.sources.files`: :class:`FileSource`, the files of both sides
   (decoded by :mod:`dataflows.inputs`), and :class:`FilePosition`, a file
   partition's resume state;
@@ -20,7 +21,7 @@ from __future__ import annotations
 from dataflows.sources.files import FilePartition, FilePosition, FileSource, source_format
 from dataflows.sources.kafka import KafkaPartition, KafkaPosition, KafkaSource, kafka_source
 from dataflows.sources.kafka_start import prepare_kafka_inputs
-from dataflows.sources.marks import Clock, MarkStamper, SourceBatch, wall_ms
+from dataflows.sources.marks import Clock, MarkStamper, PartitionRead, SourceBatch, wall_ms
 from dataflows.sources.throttle import ThrottledSource, throttled
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "KafkaPosition",
     "KafkaSource",
     "MarkStamper",
+    "PartitionRead",
     "SourceBatch",
     "ThrottledSource",
     "kafka_source",

@@ -17,8 +17,9 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from dataflows.config import InputConfig, RunConfig
+from dataflows.console import reports_failures
 from dataflows.inputs import Invalid, SourceFormat, read_batches
-from dataflows.sources.marks import Clock, MarkStamper, SourceBatch, wall_ms
+from dataflows.sources.marks import Clock, MarkStamper, PartitionRead, SourceBatch, wall_ms
 from joins import Event, Side
 
 
@@ -66,6 +67,7 @@ class FilePartition(StatefulSourcePartition[SourceBatch, FilePosition]):
         self._invalid = resume.invalid if resume else 0
         self._done = False
 
+    @reports_failures
     def next_batch(self) -> list[SourceBatch]:
         if self._done:
             raise StopIteration
@@ -81,7 +83,8 @@ class FilePartition(StatefulSourcePartition[SourceBatch, FilePosition]):
                 "events": self._events,
                 "invalid": self._invalid,
             }
-            return [SourceBatch(self._side, [], [], mark, True, totals)]
+            read = PartitionRead(self._pos, self._events, self._invalid)
+            return [SourceBatch(self._side, [], [], mark, True, totals, read)]
         events: list[Event] = []
         invalid: list[Invalid] = []
         for item in items:
@@ -89,8 +92,10 @@ class FilePartition(StatefulSourcePartition[SourceBatch, FilePosition]):
         self._events += len(events)
         self._invalid += len(invalid)
         mark, broadcast = self._stamper.stamp(events)
-        return [SourceBatch(self._side, events, invalid, mark, broadcast)]
+        read = PartitionRead(self._pos, self._events, self._invalid)
+        return [SourceBatch(self._side, events, invalid, mark, broadcast, None, read)]
 
+    @reports_failures
     def snapshot(self) -> FilePosition:
         return FilePosition(self._pos, self._stamper.max_ts, self._events, self._invalid)
 
@@ -116,6 +121,7 @@ class FileSource(FixedPartitionedSource[SourceBatch, FilePosition]):
     def list_parts(self) -> list[str]:
         return list(self._parts)
 
+    @reports_failures
     def build_part(
         self, step_id: str, for_part: str, resume_state: FilePosition | None
     ) -> FilePartition:

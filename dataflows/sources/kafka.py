@@ -56,6 +56,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from dataflows.config import RunConfig
+from dataflows.console import reports_failures
 from dataflows.inputs import Invalid, SourceFormat
 from dataflows.inputs.kafka_records import (
     KafkaRecordDecoder,
@@ -75,7 +76,7 @@ from dataflows.kafka import (
     watermarks,
 )
 from dataflows.sources.files import source_format
-from dataflows.sources.marks import Clock, MarkStamper, SourceBatch, wall_ms
+from dataflows.sources.marks import Clock, MarkStamper, PartitionRead, SourceBatch, wall_ms
 from joins import Event, Side
 
 log = logging.getLogger("streamjoin.kafka.source")
@@ -220,6 +221,7 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
         self._next = position
         return records
 
+    @reports_failures
     def next_batch(self) -> list[SourceBatch]:
         if self._done:
             raise StopIteration
@@ -256,7 +258,12 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
             self._sleep(self._options.poll_interval_ms)
             if not broadcast:
                 return []
-        return [SourceBatch(self._side, events, invalid, mark, broadcast)]
+        return [SourceBatch(self._side, events, invalid, mark, broadcast, None, self._read())]
+
+    def _read(self) -> PartitionRead:
+        """How far the partition has read, with its consumer lag as the backlog
+        (the progress line shows it)."""
+        return PartitionRead(self._next, self._events, self._invalid, self.lag_records())
 
     def _sleep(self, ms: int) -> None:
         self._awake = datetime.now(UTC) + timedelta(milliseconds=ms)
@@ -266,7 +273,7 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
         mark, _ = self._stamper.stamp([], closed=True)
         totals = {"kind": "source", "partition": self.name, "side": self._side,
                   "events": self._events, "invalid": self._invalid, "kafka": self.report()}
-        return SourceBatch(self._side, [], [], mark, True, totals)
+        return SourceBatch(self._side, [], [], mark, True, totals, self._read())
 
     def report(self) -> dict[str, Any]:
         """Where the partition stands (``run.json``'s ``kafka.partitions``)."""
@@ -282,6 +289,7 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
     def next_awake(self) -> datetime | None:
         return self._awake
 
+    @reports_failures
     def snapshot(self) -> KafkaPosition:
         return KafkaPosition(self._next, self._stamper.max_ts, self._events, self._invalid,
                              self._end, self._first, self._readers)
@@ -374,6 +382,7 @@ class KafkaSource(FixedPartitionedSource[SourceBatch, KafkaPosition]):
             )
         return decoder
 
+    @reports_failures
     def build_part(
         self, step_id: str, for_part: str, resume_state: KafkaPosition | None
     ) -> KafkaPartition:

@@ -8,6 +8,9 @@ send the mark to every shard: on the first batch, at least every
 ``heartbeat_ms`` of wall time (also while the partition is silent) and on the
 final ``closed`` mark, so quiet shards still evict and bounded inputs end at
 ``W = +inf``. Every kind of source (files today) reports this way.
+
+A batch also says how far its partition has read (:class:`PartitionRead`),
+for the run's progress line (:mod:`dataflows.metrics.status`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,24 @@ Clock = Callable[[], int]
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionRead:
+    """How far one source partition has read, after a batch.
+
+    ``position`` is where it would resume: a byte offset (CSV, JSON Lines), a
+    record index (Avro) or a Kafka offset; ``events`` and ``invalid`` are the
+    records read so far, over all executions of a resumed run. ``backlog`` is
+    how many records the partition is behind its end: a Kafka source sets it
+    (its consumer lag, shown on the progress line); files leave it ``None``
+    (their share read comes from ``position`` against the file's size).
+    """
+
+    position: int
+    events: int
+    invalid: int
+    backlog: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SourceBatch:
     """What one read of one source partition produced."""
 
@@ -35,6 +56,8 @@ class SourceBatch:
     #: On the closing batch only: ``{"kind": "source", "partition", "side",
     #: "events", "invalid"}``, what the partition read in all.
     totals: dict[str, Any] | None = None
+    #: How far the partition has read (None: the source does not say).
+    read: PartitionRead | None = None
 
     @property
     def closed(self) -> bool:

@@ -87,3 +87,18 @@ def test_every_line_is_counted_once(tmp_path: Path) -> None:
     assert [x.offset for x in out] == offsets
     assert [isinstance(x, Event) for x in out] == [
         True, False, False, False, False, False, True, False, False]
+
+
+def test_a_key_named_twice_in_an_object_takes_its_last_value(tmp_path: Path) -> None:
+    """The documented rule (README, "Inputs and dead letters"): as Python's json,
+    JavaScript's JSON.parse and Jackson by default; the record's bytes are kept
+    as read, both names included. Checking for duplicates would cost every
+    record about a quarter of its JSON parse (measured: 1.66 -> 2.13 us)."""
+    line = b'{"key":"a","ts":1700000000000,"key":"b","ts":1700000000005}'
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(line + b"\n")
+    (event,) = read_all(path)
+    assert isinstance(event, Event)
+    assert (event.key, event.ts) == ("b", 1_700_000_000_005)
+    assert event.record == {"key": "b", "ts": 1_700_000_000_005}
+    assert event.record_json == line.decode()  # written out as read
