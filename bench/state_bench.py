@@ -3,7 +3,8 @@
 Not a test. Drives :class:`state.store.RocksStore` the way the joiner does, in
 batches: ``contains_many`` + ``scan`` of the other side + ``insert`` +
 ``commit`` (insert phase), then ``contains_many`` + ``scan`` + ``mark_matched``
-+ ``commit`` (probe phase), and prints entries/s per phase and peak RSS.
++ ``commit`` (probe phase), then ``evict`` of everything in chunks of 10,000
+(evict phase), and prints entries/s per phase, CPU seconds and peak RSS.
 
     .venv/bin/python bench/state_bench.py --entries 20000000 --budget-mib 256
 
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--dir", type=Path, default=None, help="parent of the DB dirs (default tmp)")
     ap.add_argument("--no-prefix-bloom", action="store_true", help="A/B: whole-key blooms only")
+    ap.add_argument("--bucket-ms", type=int, default=10 * 60 * 1000, help="eviction bucket width")
     ap.add_argument("--keep", action="store_true", help="keep the DB dirs afterwards")
     args = ap.parse_args(argv)
     n, probes = args.entries, args.probes if args.probes is not None else args.entries
@@ -98,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     budget = MemoryBudget(options)
     root = Path(tempfile.mkdtemp(prefix="state-bench-", dir=args.dir))
-    stores = [RocksStore(root / f"shard-{i}", budget) for i in range(args.shards)]
+    stores = [
+        RocksStore(root / f"shard-{i}", budget, bucket_ms=args.bucket_ms)
+        for i in range(args.shards)
+    ]
     print(
         f"{n:,} entries, {probes:,} probes, {keys:,} keys, batch {args.batch}, "
         f"{args.shards} shard(s), budget {args.budget_mib} MiB, "
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             for e, known in zip(mine, s.contains_many(mine), strict=True):
                 if not known:
                     partners = s.scan("right", e.key, e.ts, e.ts + UPPER_MS)
-                    s.insert(e, bool(partners), e.ts + UPPER_MS)
+                    s.insert(e, bool(partners))
             s.commit()
 
     matched = 0
@@ -134,15 +139,30 @@ def main(argv: list[str] | None = None) -> int:
                 for entry in s.scan("left", e.key, e.ts - UPPER_MS, e.ts):
                     matched += 1
                     if not entry.matched:
-                        s.mark_matched(entry, entry.event.ts + UPPER_MS)
+                        s.mark_matched(entry)
             s.commit()
 
+    cpu0 = time.process_time()
     ins_rate, ins = run_phase("insert", n, args.batch, insert_step, stores)
+    cpu1 = time.process_time()
     probe_rate, pro = run_phase("probe", probes, args.batch, probe_step, stores)
+    cpu2 = time.process_time()
     stats = [s.stats() for s in stores]
     entries = sum(st.entries["left"] for st in stats)
     disk = sum(st.disk_bytes for st in stats)
     props = stores[0].rocksdb_properties()
+    t0 = time.perf_counter()
+    evicted = unmatched = 0
+    for s in stores:
+        while True:
+            out = s.evict("left", 2**62, 10_000, True)
+            s.commit()
+            evicted += out.removed
+            unmatched += len(out.events)
+            if not out.more:
+                break
+    evict_s = time.perf_counter() - t0
+    cpu3 = time.process_time()
     for s in stores:
         s.close()
     hwm = rss_kib("VmHWM")
@@ -152,7 +172,15 @@ def main(argv: list[str] | None = None) -> int:
         f"probe:  {probe_rate:,.0f} probes/s (median batch {statistics.median(pro):,.0f}/s), "
         f"{matched:,} matches"
     )
-    print(f"entries retained: {entries:,}; disk {disk / MIB:,.0f} MiB")
+    print(
+        f"evict:  {evicted / max(evict_s, 1e-9):,.0f} entries/s ({evicted:,} entries, "
+        f"{unmatched:,} never matched, decoded)"
+    )
+    print(
+        f"CPU s (user+sys, this process): insert {cpu1 - cpu0:.1f}, probe {cpu2 - cpu1:.1f}, "
+        f"evict {cpu3 - cpu2:.1f}"
+    )
+    print(f"entries retained before evict: {entries:,}; disk {disk / MIB:,.0f} MiB")
     print(f"peak RSS: VmHWM {hwm / 1024:,.0f} MiB, ru_maxrss {maxrss / 1024:,.0f} MiB")
     print(f"shard-0 properties: {props}")
     if not args.keep:

@@ -168,7 +168,7 @@ def memory_runtime(
     """Shards over :class:`~joins.MemoryStore` (tests, and runs without RocksDB)."""
 
     def open_store(shard: str, resume: Any) -> JoinStore:
-        return MemoryStore()
+        return MemoryStore(spec.bucket_ms)
 
     return ShardRuntime(
         spec=spec, partitions=partitions, clock=clock, open_store=open_store, metrics=metrics
@@ -184,7 +184,8 @@ def rocks_runtime(
     memory_bytes: int | None = None,
 ) -> ShardRuntime:
     """Shards over :class:`~state.store.RocksStore`, one DB per shard under
-    ``state_dir``, all sharing this process's :class:`~state.options.MemoryBudget`.
+    ``state_dir``, all sharing this process's :class:`~state.options.MemoryBudget`,
+    evicted by buckets of ``spec.bucket_ms``.
 
     ``memory_bytes`` (``--state-memory``) sets that budget first; ``None`` keeps
     the process's current one (256 MiB unless set)."""
@@ -200,7 +201,7 @@ def rocks_runtime(
         path = os.path.join(state_dir, shard)
         if resume is None and os.path.exists(path):
             shutil.rmtree(path)
-        return RocksStore(path, budget)
+        return RocksStore(path, budget, bucket_ms=spec.bucket_ms)
 
     def close_store(store: JoinStore) -> None:
         if isinstance(store, RocksStore):

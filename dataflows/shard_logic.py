@@ -8,9 +8,14 @@ activation plus the partition marks stamped on them (or, for a heartbeat, only
 marks). Outputs are returned as one :class:`ShardOutput` per call, lists of the
 joiner's values, so downstream steps see one item per batch, not per row.
 
+The joiner evicts in committed chunks of at most ``eviction_chunk`` entries
+(:meth:`~joins.IntervalJoiner.process_chunks`); each chunk becomes its own
+:class:`ShardOutput`, so that no downstream item (and no sink write) holds more
+than one chunk of unmatched rows.
+
 At end of input :meth:`ShardLogic.on_eof` closes the joiner (``W = +inf``: all
-state is evicted and the outer rows emitted) and emits the shard's final
-counters.
+state is evicted, chunk by chunk, and the outer rows emitted) and emits the
+shard's final counters.
 
 ``snapshot()`` runs at every epoch close for every shard touched, even when
 recovery is off: it returns ``None`` then (no work at all). Recovery (issue #4)
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +92,8 @@ class ShardRuntime:
     resume_joiner_state: Callable[[Any], dict[str, Any] | None] | None = None
     #: The process's metrics (``None``: none); see :meth:`ShardLogic.report_snapshot`.
     metrics: JoinMetrics | None = None
+    #: Entries evicted (and unmatched rows emitted) per chunk, each committed.
+    eviction_chunk: int = 10_000
 
 
 class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
@@ -120,7 +127,14 @@ class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
         state = None
         if self._resume is not None and rt.resume_joiner_state is not None:
             state = rt.resume_joiner_state(self._resume)
-        self.joiner = IntervalJoiner(rt.spec, self.store, rt.partitions, rt.clock, state=state)
+        self.joiner = IntervalJoiner(
+            rt.spec,
+            self.store,
+            rt.partitions,
+            rt.clock,
+            eviction_chunk=rt.eviction_chunk,
+            state=state,
+        )
         if rt.metrics is not None:
             rt.metrics.state.register(shard, self.store, lock=self.state_lock)
         return self.joiner
@@ -137,40 +151,50 @@ class ShardLogic(StatefulBatchLogic[ShardInput, ShardOutput, Any]):
             for _, evs, mks in values:
                 events.extend(evs)
                 marks.extend(mks)
-        metrics = self.runtime.metrics
-        if metrics is None:
-            out = joiner.process(events, marks) if events else joiner.advance(marks)
-        else:
-            t0 = time.perf_counter()
-            with self.state_lock:
-                out = joiner.process(events, marks) if events else joiner.advance(marks)
-            metrics.observe_batch(
-                self.shard, out, joiner.counters, time.perf_counter() - t0, events
-            )
+        chunks = joiner.process_chunks(events, marks) if events else joiner.advance_chunks(marks)
+        emitted = self._run(joiner, chunks, events)
         self._batches += 1
         if self.runtime.size_probe is not None and self._batches % 256 == 0:
             self._probe_size()
-        return self._emit(out), StatefulBatchLogic.RETAIN
+        return emitted, StatefulBatchLogic.RETAIN
+
+    def _run(
+        self, joiner: IntervalJoiner, chunks: Iterator[JoinOutput], events: list[Event]
+    ) -> list[ShardOutput]:
+        """Drain the joiner's ``chunks`` (under the state lock when metrics may
+        scrape), one :class:`ShardOutput` per non-empty chunk; metrics see the
+        call as one batch."""
+        metrics = self.runtime.metrics
+        emitted: list[ShardOutput] = []
+        if metrics is None:
+            for out in chunks:
+                emitted.extend(self._emit(out))
+            return emitted
+        whole = JoinOutput()
+        t0 = time.perf_counter()
+        with self.state_lock:
+            for out in chunks:
+                emitted.extend(self._emit(out))
+                whole.extend(out)
+        metrics.observe_batch(
+            self.shard, whole, joiner.counters, time.perf_counter() - t0, events
+        )
+        return emitted
 
     @reports_failures
     def on_eof(self) -> tuple[list[ShardOutput], bool]:
         joiner = self.joiner
         if joiner is None or self.store is None:
             return [], StatefulBatchLogic.DISCARD
-        metrics = self.runtime.metrics
-        t0 = time.perf_counter()
-        with self.state_lock:
-            out = joiner.close()
-        if metrics is not None:
-            metrics.observe_batch(self.shard, out, joiner.counters, time.perf_counter() - t0)
+        emitted = self._run(joiner, joiner.close_chunks(), [])
         self._probe_size()
         final: dict[str, Any] = joiner.counters.to_dict()
         final["kind"] = "shard"
         final["shard"] = self.shard
         final["peak_state_bytes"] = self.peak_state_bytes
         final["watermark_ms"] = joiner.watermark
-        emitted = self._emit(out)
         emitted.append(ShardOutput(final=final))
+        metrics = self.runtime.metrics
         if metrics is not None:
             with self.state_lock:  # a scrape in progress skips it from here on
                 metrics.forget_shard(self.shard)

@@ -21,7 +21,7 @@ from joins.events import (
 from joins.joiner import IntervalJoiner, JoinOutput
 from joins.memory import MemoryStore
 from joins.spec import HOWS, How, JoinSpec
-from joins.store import Entry, JoinStore
+from joins.store import Entry, Eviction, JoinStore
 from joins.watermark import WM_MAX, WM_MIN, PartitionMark, WatermarkTracker
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "Entry",
     "Event",
     "EventError",
+    "Eviction",
     "How",
     "IntervalJoiner",
     "JoinCounters",

@@ -12,14 +12,23 @@ heartbeats; :meth:`IntervalJoiner.close` ends the input. The rules are those of
 - every other on-time event joins every retained event of the other side with
   its key inside the interval (the second of a pair to arrive emits it), then
   is retained;
-- after the batch the watermark advances and the expiry index is swept: entries
-  with ``bound < W - A`` are evicted, outer-side ones that never matched are
-  emitted as unmatched rows.
+- after the batch the watermark advances and state is evicted by whole
+  event-time buckets: a side's bucket goes once every entry in it is past its
+  retention bound (``ts + retention < W - A`` for its latest possible ``ts``),
+  outer-side entries that never matched are emitted as unmatched rows. So an
+  entry is evicted less than one bucket after its bound; matching is exact
+  all the same, since no on-time event can pair with (or copy) an entry past
+  its bound.
+
+Eviction runs in chunks of at most ``eviction_chunk`` entries, each committed:
+the ``*_chunks`` methods yield one :class:`JoinOutput` per chunk, so a caller can
+pass each on (and let it go) before the next is read; :meth:`process`,
+:meth:`advance` and :meth:`close` return them merged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,13 +75,16 @@ class IntervalJoiner:
         partitions: Iterable[str],
         clock: Callable[[], int],
         *,
-        eviction_sweep: int = 10_000,
+        eviction_chunk: int = 10_000,
         state: dict[str, Any] | None = None,
     ) -> None:
+        if eviction_chunk <= 0:
+            msg = f"eviction_chunk must be > 0 entries, got {eviction_chunk}"
+            raise ValueError(msg)
         self.spec = spec
         self.store = store
         self._clock = clock
-        self._sweep = eviction_sweep
+        self._chunk = eviction_chunk
         if state is None:
             self.tracker = WatermarkTracker(
                 list(partitions),
@@ -104,16 +116,25 @@ class IntervalJoiner:
 
     def process(self, events: Sequence[Event], marks: Iterable[PartitionMark] = ()) -> JoinOutput:
         """Join a batch of events; ``marks`` are partition reports stamped on them."""
+        return _merged(self.process_chunks(events, marks))
+
+    def process_chunks(
+        self, events: Sequence[Event], marks: Iterable[PartitionMark] = ()
+    ) -> Iterator[JoinOutput]:
+        """:meth:`process`, one output per eviction chunk (and one for the join
+        itself), each committed before it is yielded. Exhaust it before the next
+        call."""
         now = self._clock()
-        out = self._advance(now)
-        spec, store, counters = self.spec, self.store, self.counters
+        yield from self._evict_chunks(now)
+        counters = self.counters
         wm = self.tracker.watermark
-        cutoff = wm - spec.allowed_lateness_ms
+        cutoff = wm - self.spec.allowed_lateness_ms
         observe = self.tracker.observe_event
+        out = JoinOutput(watermark_ms=wm)
         on_time: list[Event] = []
         for event in events:
-            # Observing moves no watermark until ``_advance`` below: the batch is
-            # classified against ``W`` as it stood when the batch started.
+            # Observing moves no watermark until ``_evict_chunks`` below: the batch
+            # is classified against ``W`` as it stood when the batch started.
             observe(event.partition, event.ts, now)
             side = counters.side(event.side)
             side.events_in += 1
@@ -126,14 +147,14 @@ class IntervalJoiner:
             self._join(on_time, out)
         for mark in marks:
             self.tracker.observe(mark)
-        out.extend(self._advance(now))
-        store.commit()
-        return out
+        out.watermark_ms = self.tracker.advance(now)
+        self.store.commit()
+        yield out
+        yield from self._evict_chunks(now)
 
     def _join(self, events: list[Event], out: JoinOutput) -> None:
         spec, store, counters = self.spec, self.store, self.counters
         lower, upper = spec.lower_ms, spec.upper_ms
-        left_bound, right_bound = spec.left_bound, spec.right_bound
         sides = {"left": counters.left, "right": counters.right}
         scan, insert, mark = store.scan, store.insert, store.mark_matched
         matched = out.matched
@@ -152,55 +173,73 @@ class IntervalJoiner:
                 for entry in partners:
                     matched.append(Matched(event, entry.event))
                     if not entry.matched:
-                        mark(entry, right_bound(entry.event.ts))
-                bound = left_bound(ts)
+                        mark(entry)
             else:
                 partners = scan("left", event.key, ts - upper, ts - lower)
                 for entry in partners:
                     matched.append(Matched(entry.event, event))
                     if not entry.matched:
-                        mark(entry, left_bound(entry.event.ts))
-                bound = right_bound(ts)
+                        mark(entry)
             pairs += len(partners)
-            insert(event, bool(partners), bound)
+            insert(event, bool(partners))
             side.stored += 1
         counters.pairs += pairs
 
     def advance(self, marks: Iterable[PartitionMark] = ()) -> JoinOutput:
         """Take watermark heartbeats (and idleness) into account and evict."""
+        return _merged(self.advance_chunks(marks))
+
+    def advance_chunks(self, marks: Iterable[PartitionMark] = ()) -> Iterator[JoinOutput]:
+        """:meth:`advance`, one committed output per eviction chunk (at least one)."""
         for mark in marks:
             self.tracker.observe(mark)
-        out = self._advance(self._clock())
-        self.store.commit()
-        return out
+        yield JoinOutput(watermark_ms=self.tracker.advance(self._clock()))
+        yield from self._evict_chunks(self._clock())
 
     def close(self) -> JoinOutput:
         """End of all input: ``W`` becomes plus infinity and everything is evicted."""
+        return _merged(self.close_chunks())
+
+    def close_chunks(self) -> Iterator[JoinOutput]:
+        """:meth:`close`, one committed output per eviction chunk (at least one)."""
         now = self._clock()
         for p in self.tracker.partitions:
             self.tracker.observe(PartitionMark(p, None, now, closed=True))
-        out = self._advance(now)
-        self.store.commit()
-        return out
+        yield JoinOutput(watermark_ms=self.tracker.advance(now))
+        yield from self._evict_chunks(now)
 
-    def _advance(self, now: int) -> JoinOutput:
+    def _evict_chunks(self, now: int) -> Iterator[JoinOutput]:
+        """Advance the watermark to ``now``'s and evict every bucket that is due,
+        at most ``eviction_chunk`` entries per output, each committed."""
         wm = self.tracker.advance(now)
-        out = JoinOutput(watermark_ms=wm)
         below = wm - self.spec.allowed_lateness_ms if wm < WM_MAX else WM_MAX
+        store, chunk = self.store, self._chunk
         for side in SIDES:
             outer = self.spec.outer_left if side == "left" else self.spec.outer_right
             counters = self.counters.side(side)
-            while True:
-                entries = self.store.evict(side, below, self._sweep)
-                for entry in entries:
-                    if entry.matched:
-                        counters.evicted_matched += 1
-                    elif outer:
-                        counters.unmatched_emitted += 1
-                        out.unmatched.append(Unmatched(entry.event))
-                    else:
-                        counters.unmatched_dropped += 1
-                out.evicted[side] += len(entries)
-                if len(entries) < self._sweep:
+            # bucket b of this side is due once its latest time's bound is past:
+            # (b + 1) * width - 1 + retention < W - A
+            below_ts = below - self.spec.retention_ms(side) if wm < WM_MAX else WM_MAX
+            more = True
+            while more:
+                ev = store.evict(side, below_ts, chunk, outer)
+                more = ev.more
+                if not ev.removed:
                     break
-        return out
+                counters.evicted_matched += ev.matched
+                if outer:
+                    counters.unmatched_emitted += ev.unmatched
+                else:
+                    counters.unmatched_dropped += ev.unmatched
+                out = JoinOutput(watermark_ms=wm)
+                out.unmatched = [Unmatched(e) for e in ev.events]
+                out.evicted[side] = ev.removed
+                store.commit()
+                yield out
+
+
+def _merged(chunks: Iterable[JoinOutput]) -> JoinOutput:
+    out = JoinOutput()
+    for chunk in chunks:
+        out.extend(chunk)
+    return out

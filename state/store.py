@@ -1,19 +1,23 @@
 """The RocksDB :class:`~joins.store.JoinStore`: one DB per shard.
 
-Layout in :mod:`state.layout`, values in :mod:`state.codec`. A batch's writes go
+Layout in :mod:`state.layout` (entries keyed ``side | bucket | key | ts | eid``,
+grouped by event-time bucket), values in :mod:`state.codec`. A batch's writes go
 to an in-memory overlay (read-your-writes) and reach RocksDB in ONE
-``WriteBatch`` at :meth:`RocksStore.commit`, together with the exact per-side
-counts. Reads merge the overlay over the DB:
+``WriteBatch`` at :meth:`RocksStore.commit`, with the counts of the buckets the
+batch touched. Per stored event that is one put, plus one small put (a flag key)
+when a retained entry first matches; eviction writes one ``delete_range`` per
+bucket (or per chunk of a bucket). Reads merge the overlay over the DB:
 
-- ``contains_many``: overlay, then one multi-get (whole-key bloom filters);
-- ``scan``: one range seek per probe on an iterator reused for the whole batch;
-  a hit's record stays JSON text (parsed only if read);
-- ``evict``: a walk of the expiry index from where the last sweep stopped, so
-  the tombstones of earlier sweeps are not stepped over again. The index value
-  says whether the entry matched, so a matched entry's value is not read at
-  all, and the others' are decoded only when their event is read
-  (:class:`EvictedEntry`): the join reads only those of the outer side that
-  never matched.
+- ``contains_many``: overlay, then one multi-get of the exact keys in live
+  buckets (whole-key bloom filters answer most: duplicates are rare);
+- ``scan``: one range seek per live bucket the time range overlaps, on an
+  iterator reused for the whole batch; prefix bloom filters over (side, bucket,
+  key hash) answer the buckets without the key. A hit's record stays JSON text
+  (parsed only if read). A flag key follows its entry: the scan sees it next;
+- ``evict``: the due buckets are known in memory (one meta key per live
+  bucket); one scan of a bucket counts the entries that matched and decodes
+  only the never-matched ones of an outer side, then ``delete_range`` removes
+  what was scanned. No expiry index, no per-entry delete.
 
 Durability: no WAL. A live DB is never reopened after a crash: a fresh run
 starts empty, and a resumed one opens a clone of its last checkpoint
@@ -24,8 +28,8 @@ inserts in batches of 1,000: 0.51 s of commits against 0.43 s without).
 
 from __future__ import annotations
 
-import heapq
 import os
+from bisect import bisect_left, insort
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,7 @@ from typing import Any
 import rocksdict
 
 from joins.events import SIDES, Event, Side
-from joins.store import Entry
+from joins.store import DEFAULT_BUCKET_MS, Entry, Eviction
 from state import layout
 from state.codec import StateCodec, is_matched, with_matched
 from state.errors import StateError
@@ -43,11 +47,13 @@ from state.stats import StoreStats, read_properties, read_stats
 
 _NO_ITER: Any = None
 _SIDE_BYTE = layout.SIDE_BYTE
-_EXPIRY_HEAD = layout.EXPIRY_HEAD_BYTES
-#: Value of an expiry index key whose entry has matched (``b""``: not known to).
-_MATCHED_FLAG = b"\x01"
-#: Not in the overlay (the overlay's None means deleted).
+_U64_OFFSET = 2**63
+_EID = layout.EID_BYTES
+_FLAG = layout.FLAG_SUFFIX
+#: Not in the overlay.
 _ABSENT: Any = object()
+#: Per-key caches are cleared at a commit once they hold this many keys.
+_CACHE_KEYS = 100_000
 
 
 def _total_order() -> rocksdict.ReadOptions:
@@ -68,32 +74,29 @@ class StoredEntry(Entry):
         self.db_key = db_key
 
 
-class EvictedEntry(Entry):
-    """An evicted :class:`~joins.store.Entry` whose event is decoded on first read
-    (and whose value is read then, if the expiry index alone said it matched)."""
+def _db_key(entry: StoredEntry) -> bytes:
+    return entry.db_key
 
-    __slots__ = ("_decoded", "_key", "_store", "_value")
 
-    def __init__(self, store: RocksStore, k: bytes, value: bytes | None) -> None:
-        # Entry's own ``event`` slot is shadowed by the property below.
-        self.matched = value is None or is_matched(value)
-        self._store = store
-        self._key = k
-        self._value = value
-        self._decoded: Event | None = None
+class _Bucket:
+    """A live bucket of one side: its entry count, the earliest event time ever
+    stored in it (for stats) and where a chunked eviction of it stopped."""
+
+    __slots__ = ("count", "min_ts", "number", "resume", "side")
+
+    def __init__(self, side: Side, number: int, count: int, min_ts: int) -> None:
+        self.side: Side = side
+        self.number = number
+        self.count = count
+        self.min_ts = min_ts
+        self.resume: bytes | None = None
 
     @property
-    def event(self) -> Event:
-        if self._decoded is None:
-            value = self._value
-            if value is None:
-                value = self._value = self._store._evicted_value(self._key)
-            self._decoded = self._store._decode_entry(self._key, value).event
-        return self._decoded
-
-    @event.setter
-    def event(self, event: Event) -> None:
-        self._decoded = event
+    def meta(self) -> tuple[bytes, bytes]:
+        return (
+            layout.bucket_meta_key(self.side, self.number),
+            layout.encode_bucket_meta(self.count, self.min_ts),
+        )
 
 
 class RocksStore:
@@ -102,7 +105,9 @@ class RocksStore:
     ``budget`` is the process's shared :class:`~state.options.MemoryBudget`
     (default: :meth:`MemoryBudget.shared`);
     ``codec`` the value codec (its schema is the reader and writer schema; the
-    writer schemas of older state are read from the DB).
+    writer schemas of older state are read from the DB);
+    ``bucket_ms`` the eviction bucket width: recorded in a new DB; an existing
+    DB keeps its own (``None`` accepts it, any other value must equal it).
     """
 
     def __init__(
@@ -110,31 +115,103 @@ class RocksStore:
         path: str | os.PathLike[str],
         budget: MemoryBudget | None = None,
         codec: StateCodec | None = None,
+        *,
+        bucket_ms: int | None = None,
     ) -> None:
+        if bucket_ms is not None and (
+            isinstance(bucket_ms, bool) or not isinstance(bucket_ms, int) or bucket_ms <= 0
+        ):
+            msg = f"bucket_ms must be a positive integer number of milliseconds, got {bucket_ms!r}"
+            raise StateError(msg)
         self.path = Path(path)
         self.budget = budget or MemoryBudget.shared()
         self.codec = codec or StateCodec()
         self._db = open_db(self.path, self.budget)
         self._closed = False
+        try:
+            self.bucket_ms = self._check_layout(bucket_ms)
+        except StateError:
+            self._db.close()
+            raise
         self._write_options = rocksdict.WriteOptions()
         # (rocksdict's stubs declare the property a method)
         self._write_options.disable_wal = True  # type: ignore[method-assign, assignment]
         self._iter: Any = _NO_ITER
-        self._xiter: Any = _NO_ITER
-        self._pending: dict[bytes, bytes | None] = {}
+        #: The batch's writes: entry key -> value, flag key -> b"".
+        self._pending: dict[bytes, bytes] = {}
         self._pending_events: dict[bytes, Event] = {}
         self._pending_by_prefix: dict[bytes, list[bytes]] = {}
-        self._pending_expiry: dict[Side, list[bytes]] = {s: [] for s in SIDES}
+        #: Entry keys (in the DB) flagged as matched in this batch.
+        self._flagged: set[bytes] = set()
+        self._dirty: dict[tuple[Side, int], _Bucket] = {}
         self._bodies: dict[str, bytes] = {}
-        self._evict_from = {s: layout.expiry_prefix(s) for s in SIDES}
-        self._count = {s: self._load_count(s) for s in SIDES}
+        self._heads: dict[Side, dict[int, bytes]] = {s: {} for s in SIDES}
+        self._buckets: dict[Side, dict[int, _Bucket]] = {s: {} for s in SIDES}
+        #: Live bucket numbers per side, ascending.
+        self._live: dict[Side, list[int]] = {s: [] for s in SIDES}
+        self._count: dict[Side, int] = {s: 0 for s in SIDES}
+        self._load_buckets()
         self._load_writer_schemas()
 
     # -- opening ----------------------------------------------------------------
 
-    def _load_count(self, side: Side) -> int:
-        raw = self._db.get(layout.count_key(side))
-        return 0 if raw is None else layout.decode_count(raw)
+    def _check_layout(self, bucket_ms: int | None) -> int:
+        """The DB's bucket width; records version and width in a new DB. Refuses
+        another layout version, or a width other than a given ``bucket_ms``."""
+        version = self._db.get(layout.version_key())
+        width = self._db.get(layout.bucket_width_key())
+        if version is None:
+            it = self._db.iter(_total_order())
+            it.seek_to_first()
+            empty = not it.valid()
+            del it
+            if not empty:
+                msg = (
+                    f"the state at {self.path} was written with state layout 1 (an expiry "
+                    f"index per entry); this version reads state layout "
+                    f"{layout.LAYOUT_VERSION} (event-time buckets) only. Start the run "
+                    "afresh: state from before the upgrade cannot be resumed"
+                )
+                raise StateError(msg)
+            chosen = DEFAULT_BUCKET_MS if bucket_ms is None else bucket_ms
+            self._db.put(layout.version_key(), layout.encode_u64(layout.LAYOUT_VERSION))
+            self._db.put(layout.bucket_width_key(), layout.encode_u64(chosen))
+            return chosen
+        found = layout.decode_u64(version)
+        if found != layout.LAYOUT_VERSION:
+            msg = (
+                f"the state at {self.path} was written with state layout {found}; this "
+                f"version reads state layout {layout.LAYOUT_VERSION} only"
+            )
+            raise StateError(msg)
+        if width is None:
+            msg = f"the state at {self.path} records no bucket width (corrupt meta)"
+            raise StateError(msg)
+        recorded = layout.decode_u64(width)
+        if bucket_ms is not None and bucket_ms != recorded:
+            msg = (
+                f"the state at {self.path} was written with eviction buckets of "
+                f"{recorded} ms; asked to open it with {bucket_ms} ms"
+            )
+            raise StateError(msg)
+        return recorded
+
+    def _load_buckets(self) -> None:
+        prefix = layout.BUCKET_META_PREFIX
+        it = self._db.iter(_total_order())
+        it.seek(prefix)
+        while it.valid():
+            key: bytes = it.key()
+            if not key.startswith(prefix):
+                break
+            side, number = layout.decode_bucket_meta_key(key)
+            count, min_ts = layout.decode_bucket_meta(it.value())
+            self._buckets[side][number] = _Bucket(side, number, count, min_ts)
+            self._count[side] += count
+            it.next()
+        del it
+        for side in SIDES:
+            self._live[side] = sorted(self._buckets[side])
 
     def _load_writer_schemas(self) -> None:
         prefix = layout.schema_key(b"")
@@ -158,27 +235,59 @@ class RocksStore:
         new_path: str | os.PathLike[str],
         budget: MemoryBudget | None = None,
         codec: StateCodec | None = None,
+        *,
+        bucket_ms: int | None = None,
     ) -> RocksStore:
         """Open a new store at ``new_path`` holding a copy of a checkpoint.
 
         The checkpoint is never opened in place (a later crash may resume from it
         again): its SST files are hard-linked into ``new_path``, the rest copied.
         """
-        return cls(clone_files(checkpoint_dir, new_path), budget, codec)
+        return cls(clone_files(checkpoint_dir, new_path), budget, codec, bucket_ms=bucket_ms)
+
+    # -- keys -------------------------------------------------------------------
+
+    def _head(self, side: Side, bucket: int) -> bytes:
+        """:func:`layout.bucket_head`, cached per side."""
+        heads = self._heads[side]
+        head = heads.get(bucket)
+        if head is None:
+            if len(heads) > 4096:
+                heads.clear()
+            head = heads[bucket] = _SIDE_BYTE[side] + (bucket + _U64_OFFSET).to_bytes(8)
+        return head
+
+    def _body(self, key: str) -> bytes:
+        """:func:`layout.key_body`, cached until a commit finds the cache large."""
+        body = self._bodies.get(key)
+        if body is None:
+            body = self._bodies[key] = layout.key_body(key)
+        return body
+
+    def _entry_key(self, e: Event) -> bytes:
+        return (
+            self._head(e.side, e.ts // self.bucket_ms)
+            + self._body(e.key)
+            + layout.encode_time(e.ts)
+            + e.eid
+        )
 
     # -- JoinStore --------------------------------------------------------------
 
     def contains_many(self, events: Sequence[Event]) -> list[bool]:
         """For each event, whether an entry of the same side and identity exists."""
-        prefix, encode_time = self._prefix, layout.encode_time
-        keys = [prefix(e.side, e.key) + encode_time(e.ts) + e.eid for e in events]
         pending = self._pending
-        found: list[bool] = [False] * len(keys)
+        buckets = self._buckets
+        width = self.bucket_ms
+        found: list[bool] = [False] * len(events)
         ask: list[bytes] = []
         ask_at: list[int] = []
-        for i, k in enumerate(keys):
+        for i, e in enumerate(events):
+            if e.ts // width not in buckets[e.side]:
+                continue  # not a live bucket: nothing of it is stored
+            k = self._entry_key(e)
             if k in pending:
-                found[i] = pending[k] is not None
+                found[i] = True
             else:
                 ask.append(k)
                 ask_at.append(i)
@@ -199,70 +308,102 @@ class RocksStore:
             self._iter = self._db.iter()
         return self._iter
 
-    def _expiry_iterator(self) -> Any:
-        # The expiry walk crosses prefixes: it needs a total-order iterator.
-        if self._xiter is _NO_ITER:
-            self._xiter = self._db.iter(_total_order())
-        return self._xiter
-
-    def _drop_iterators(self) -> None:
-        self._iter = self._xiter = _NO_ITER
-
-    def _prefix(self, side: Side, key: str) -> bytes:
-        """:func:`layout.key_prefix`, its side-free part cached until the commit."""
+    def scan(self, side: Side, key: str, lo_ts: int, hi_ts: int) -> list[Entry]:
+        """Entries of ``side`` and ``key`` with ``lo_ts <= ts <= hi_ts``, by time:
+        one range seek per live bucket of ``side`` the range overlaps."""
+        if lo_ts > hi_ts:
+            return []
+        live = self._live[side]
+        width = self.bucket_ms
+        i = bisect_left(live, lo_ts // width)
+        n = len(live)
+        last = hi_ts // width
+        if i == n or live[i] > last:
+            return []
         body = self._bodies.get(key)
         if body is None:
             body = self._bodies[key] = layout.key_body(key)
-        return _SIDE_BYTE[side] + body
-
-    def scan(self, side: Side, key: str, lo_ts: int, hi_ts: int) -> list[Entry]:
-        """Entries of ``side`` and ``key`` with ``lo_ts <= ts <= hi_ts``, by time."""
-        if lo_ts > hi_ts:
-            return []
-        prefix = self._prefix(side, key)
-        plen = len(prefix)
-        lower, upper = layout.scan_bounds(prefix, lo_ts, hi_ts)
-        pending = self._pending
-        rows: list[StoredEntry] = []
+        lo_b, hi_b = layout.scan_bounds(b"", lo_ts, hi_ts)
+        heads = self._heads[side]
+        pending = self._pending_by_prefix
         it = self._iterator()
-        it.seek(lower)
+        rows: list[StoredEntry] = []
+        while i < n:
+            bucket = live[i]
+            if bucket > last:
+                break
+            i += 1
+            head = heads.get(bucket)
+            if head is None:
+                head = self._head(side, bucket)
+            prefix = head + body
+            lower = prefix + lo_b
+            upper = prefix + hi_b
+            it.seek(lower)
+            # most buckets hold no entry of the key: the prefix bloom filter
+            # answered, and the iterator is past the range (or invalid)
+            if it.valid() and it.key() < upper:
+                self._read_range(it, side, key, prefix, upper, rows)
+            mine = pending.get(prefix) if pending else None
+            if mine:
+                self._merge_pending(mine, lower, upper, prefix, rows)
+        return rows  # type: ignore[return-value]  # (list is invariant)
+
+    def _read_range(
+        self, it: Any, side: Side, key: str, prefix: bytes, upper: bytes, rows: list[StoredEntry]
+    ) -> None:
+        """Append the entries from the iterator's position up to ``upper``."""
+        plen = len(prefix)
+        flagged = self._flagged
         decode = self.codec.decode_parts
         unpack = layout.decode_time
+        first = len(rows)
         while it.valid():
             k: bytes = it.key()
             if k >= upper:
                 break
-            # the overlay wins; a None there is a deletion
-            value: bytes | None = pending.get(k, _ABSENT)
-            if value is _ABSENT:
-                value = it.value()
-            if value is not None:
+            value: bytes = it.value()
+            if not value:  # the flag of the entry just read: it has matched
+                if len(rows) > first:
+                    rows[-1].matched = True
+            else:
                 partition, offset, record, text = decode(value)
                 event = Event(side, key, unpack(k, plen), k[plen + 8 :], record, partition,
                               offset, text)  # fmt: skip
-                rows.append(StoredEntry(event, value[0] & 1 == 1, k))
+                matched = value[0] & 1 == 1 or (bool(flagged) and k in flagged)
+                rows.append(StoredEntry(event, matched, k))
             it.next()
-        mine = self._pending_by_prefix.get(prefix)
-        if not mine:
-            return rows  # type: ignore[return-value]  # (list is invariant)
-        merged = {e.db_key: e for e in rows}
-        for k in mine:
-            if lower <= k < upper and k not in merged:
-                value = pending[k]
-                if value is not None:
-                    merged[k] = StoredEntry(self._pending_events[k], is_matched(value), k)
-        return [merged[k] for k in sorted(merged)]
 
-    def _decode_event(self, side: Side, key: str, k: bytes, plen: int, value: bytes) -> Event:
-        partition, offset, record, text = self.codec.decode_parts(value)
-        return Event(side, key, layout.decode_time(k, plen), k[plen + 8 :], record, partition,
-                     offset, text)  # fmt: skip
+    def _merge_pending(
+        self, mine: list[bytes], lower: bytes, upper: bytes, prefix: bytes, rows: list[StoredEntry]
+    ) -> None:
+        """Add the overlay's entries ``mine`` of ``prefix`` within ``[lower, upper)``
+        to the rows of that bucket (the last ones of ``rows``), keeping key order."""
+        pending = self._pending
+        fresh = [
+            StoredEntry(self._pending_events[k], is_matched(pending[k]), k)
+            for k in mine
+            if lower <= k < upper
+        ]
+        if not fresh:
+            return
+        start = len(rows)
+        while start > 0 and rows[start - 1].db_key.startswith(prefix):
+            start -= 1
+        mixed = rows[start:] + fresh
+        mixed.sort(key=_db_key)
+        rows[start:] = mixed
 
-    def insert(self, event: Event, matched: bool, bound: int) -> None:
-        """Retain ``event`` (not present yet) until ``W - A > bound``."""
+    def insert(self, event: Event, matched: bool) -> None:
+        """Retain ``event`` (not present yet) in its bucket."""
         side = event.side
-        prefix = self._prefix(side, event.key)
-        k = prefix + layout.encode_time(event.ts) + event.eid
+        ts = event.ts
+        if len(event.eid) != _EID:
+            msg = f"an event id is {_EID} bytes in the state layout, got {len(event.eid)}"
+            raise StateError(msg)
+        number = ts // self.bucket_ms
+        prefix = self._head(side, number) + self._body(event.key)
+        k = prefix + layout.encode_time(ts) + event.eid
         text = event.record_json
         value = None
         if text is not None:
@@ -274,167 +415,190 @@ class RocksStore:
             if text is not None and event.record_json is None:
                 # the retained copy carries its JSON text: outputs need not encode it again
                 event.record_json = text
-        pending = self._pending
-        pending[k] = value
+        self._pending[k] = value
         self._pending_events[k] = event
         mine = self._pending_by_prefix.get(prefix)
         if mine is None:
             self._pending_by_prefix[prefix] = [k]
         else:
             mine.append(k)
-        x = layout.expiry_key(side, bound, k)
-        pending[x] = _MATCHED_FLAG if matched else b""
-        self._pending_expiry[side].append(x)
-        if x < self._evict_from[side]:
-            self._evict_from[side] = x
+        bucket = self._buckets[side].get(number)
+        if bucket is None:
+            bucket = self._buckets[side][number] = _Bucket(side, number, 0, ts)
+            insort(self._live[side], number)
+        elif ts < bucket.min_ts:
+            bucket.min_ts = ts
+        bucket.count += 1
+        bucket.resume = None  # (only a store-level caller inserts into a due bucket)
+        self._dirty[(side, number)] = bucket
         self._count[side] += 1
 
-    def mark_matched(self, entry: Entry, bound: int) -> None:
-        """Record that the retained entry (as :meth:`scan` returned it, inserted
-        with ``bound``) has matched: its value's flags byte and its expiry index
-        value; sets ``entry.matched``."""
-        e = entry.event
-        k = entry.db_key if isinstance(entry, StoredEntry) else None
-        if k is None:
-            k = self._prefix(e.side, e.key) + layout.encode_time(e.ts) + e.eid
+    def mark_matched(self, entry: Entry) -> None:
+        """Record that the retained entry (as :meth:`scan` returned it) has
+        matched: a flag key (one small put) if it is in the DB, its overlay value's
+        flags byte if it was stored in this batch; sets ``entry.matched``."""
+        k = entry.db_key if isinstance(entry, StoredEntry) else self._entry_key(entry.event)
         pending = self._pending
-        value = pending.get(k, _ABSENT)
-        if value is _ABSENT:
-            value = self._db.get(k)
-        if value is None:
-            msg = f"mark_matched: no retained {e.side} event {e.key!r} at {e.ts} ms"
-            raise StateError(msg)
-        if not value[0] & 1:
+        value = pending.get(k)
+        if value is not None:
             pending[k] = with_matched(value)
-        x = layout.expiry_key(e.side, bound, k)
-        pending[x] = _MATCHED_FLAG
+        else:
+            pending[k + _FLAG] = b""
+            self._flagged.add(k)
         entry.matched = True
 
-    def evict(self, side: Side, below: int, limit: int) -> list[Entry]:
-        """Remove and return at most ``limit`` entries of ``side`` with bound
-        ``< below``, lowest bound first, walking the expiry index.
+    def evict(self, side: Side, below_ts: int, limit: int, events: bool) -> Eviction:
+        """Remove at most ``limit`` entries of ``side`` from the buckets with
+        ``(b + 1) * bucket_ms <= below_ts``, oldest first; see
+        :meth:`joins.store.JoinStore.evict`.
 
-        An entry the expiry index marks as matched is returned without reading
-        its value; its event is read on first access (before the next commit).
+        Commits the overlay first, then scans the DB: one pass over a bucket
+        reads its entries and flags, decodes only the never-matched entries when
+        ``events`` asks for them, and one ``delete_range`` (with the bucket's
+        meta key) removes what was read, written at once.
         """
-        chosen = self._expiry_head(side, below, limit)
-        if not chosen:
-            return []
-        pending = self._pending
-        pending_events = self._pending_events
-        entries: list[Entry | None] = []
-        ask: list[bytes] = []
-        ask_at: list[int] = []
-        for x, flag in chosen:
-            k = x[_EXPIRY_HEAD:]
-            event = pending_events.get(k)
-            if event is not None:
-                value = pending[k]
-                entries.append(Entry(event, value is not None and is_matched(value)))
-            elif flag:
-                entries.append(EvictedEntry(self, k, None))
-            else:  # unmatched, or state written before the index held the flag
-                value = pending.get(k)
-                if value is None:
-                    ask.append(k)
-                    ask_at.append(len(entries))
-                    entries.append(None)
-                else:
-                    entries.append(EvictedEntry(self, k, value))
-        if ask:
-            for i, k, value in zip(ask_at, ask, self._multi_get(ask), strict=True):
-                if value is None:
-                    msg = f"expiry index points at a missing entry {k[:40]!r} in {self.path}"
-                    raise StateError(msg)
-                entries[i] = EvictedEntry(self, k, value)
-        for x, _flag in chosen:
-            pending[x] = None
-            pending[x[_EXPIRY_HEAD:]] = None
-        self._evict_from[side] = chosen[-1][0] + b"\x00"
-        self._count[side] -= len(chosen)
-        return [e for e in entries if e is not None]
+        out = Eviction()
+        live = self._live[side]
+        width = self.bucket_ms
+        if not live or (live[0] + 1) * width > below_ts:
+            return out
+        self.commit()
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        it = self._db.iter(_total_order())
+        try:
+            while live and (live[0] + 1) * width <= below_ts:
+                bucket = self._buckets[side][live[0]]
+                if not self._evict_bucket(it, bucket, limit, events, out, batch):
+                    out.more = True
+                    break
+                del self._buckets[side][bucket.number]
+                live.pop(0)
+        finally:
+            del it
+        self._write(batch)
+        self._count[side] -= out.removed
+        return out
 
-    def _evicted_value(self, k: bytes) -> bytes:
-        """The value of an entry evicted in this batch (still in the DB until commit)."""
-        value = self._db.get(k)
-        if value is None:
-            msg = f"evicted entry {k[:40]!r} read after the commit that deleted it"
-            raise StateError(msg)
-        return value  # type: ignore[no-any-return]
-
-    def _decode_entry(self, k: bytes, value: bytes) -> Entry:
-        side, key, _ts, _eid = layout.decode_entry_key(k)
-        event = self._decode_event(side, key, k, layout.prefix_length(key), value)
-        return Entry(event, is_matched(value))
-
-    def _expiry_head(self, side: Side, below: int, limit: int) -> list[tuple[bytes, bool]]:
-        """The first ``limit`` live expiry keys of ``side`` with bound ``< below``,
-        each with its matched flag (the index value ``b"\\x01"``)."""
-        if limit <= 0:
-            return []
-        upper = layout.expiry_upper(side, below)
-        pending = self._pending
-        from_db: list[tuple[bytes, bool]] = []
-        it = self._expiry_iterator()
-        it.seek(self._evict_from[side])
-        while it.valid() and len(from_db) < limit:
-            x: bytes = it.key()
-            if x >= upper:
+    def _evict_bucket(
+        self,
+        it: Any,
+        bucket: _Bucket,
+        limit: int,
+        events: bool,
+        out: Eviction,
+        batch: rocksdict.WriteBatch,
+    ) -> bool:
+        """Scan ``bucket`` until ``out`` holds ``limit`` entries; True if it was
+        scanned to its end (then it is deleted whole), False if the limit
+        stopped it (then up to where it stopped)."""
+        begin, end = layout.bucket_range(bucket.side, bucket.number)
+        it.seek(bucket.resume or begin)
+        matched = unmatched = 0
+        held: bytes | None = None  # the value of an entry whose flag may follow
+        held_key = b""
+        stop: bytes | None = None
+        decode = self._decode_evicted if events else None
+        while it.valid():
+            k: bytes = it.key()
+            if k >= end:
                 break
-            flag: bytes | None = pending.get(x, _ABSENT)
-            if flag is _ABSENT:
-                from_db.append((x, it.value() == _MATCHED_FLAG))
-            elif flag is not None:
-                from_db.append((x, flag == _MATCHED_FLAG))  # marked in this batch
+            value: bytes = it.value()
+            if not value:  # the flag of the held entry
+                matched += 1
+                held = None
+            else:
+                if held is not None:
+                    if held[0] & 1:
+                        matched += 1
+                    else:
+                        unmatched += 1
+                        if decode is not None:
+                            out.events.append(decode(held_key, held))
+                if out.removed + matched + unmatched >= limit:
+                    held = None
+                    stop = k
+                    break
+                held, held_key = value, k
             it.next()
-        mine = self._pending_expiry[side]
-        if mine:
-            fresh = sorted(
-                (x, pending[x] == _MATCHED_FLAG)
-                for x in mine
-                if x < upper and pending.get(x) is not None
+        if held is not None:
+            if held[0] & 1:
+                matched += 1
+            else:
+                unmatched += 1
+                if decode is not None:
+                    out.events.append(decode(held_key, held))
+        out.matched += matched
+        out.unmatched += unmatched
+        bucket.count -= matched + unmatched
+        if stop is not None:
+            batch.delete_range(begin, stop)
+            bucket.resume = stop
+            batch.put(*bucket.meta)
+            return False
+        if bucket.count != 0:
+            msg = (
+                f"bucket {bucket.number} of {bucket.side} in {self.path}: its meta "
+                f"counted {bucket.count} more entries than its scan found"
             )
-            return list(heapq.merge(from_db, fresh))[:limit]
-        return from_db
+            raise StateError(msg)
+        batch.delete_range(begin, end)
+        batch.delete(layout.bucket_meta_key(bucket.side, bucket.number))
+        return True
+
+    def _decode_evicted(self, k: bytes, value: bytes) -> Event:
+        side, _bucket, key, ts, eid = layout.decode_entry_key(k)
+        partition, offset, record, text = self.codec.decode_parts(value)
+        return Event(side, key, ts, eid, record, partition, offset, text)
 
     def count(self, side: Side) -> int:
-        """How many entries of ``side`` are retained (exact, persisted)."""
+        """How many entries of ``side`` are retained (exact, persisted per bucket)."""
         return self._count[side]
 
     def commit(self) -> None:
-        """Write the batch's overlay and the counts in one ``WriteBatch``."""
-        if len(self._bodies) > 100_000:
+        """Write the batch's overlay and the touched buckets' counts in one
+        ``WriteBatch``."""
+        if len(self._bodies) > _CACHE_KEYS:
             self._bodies.clear()
-        if not self._pending:
+        if not self._pending and not self._dirty:
             return
         batch = rocksdict.WriteBatch(raw_mode=True)
         for k, v in self._pending.items():
-            if v is None:
-                batch.delete(k)
-            else:
-                batch.put(k, v)
-        for side in SIDES:
-            batch.put(layout.count_key(side), layout.encode_count(self._count[side]))
+            batch.put(k, v)
+        for bucket in self._dirty.values():
+            batch.put(*bucket.meta)
+        self._write(batch)
+        self._pending.clear()
+        self._pending_events.clear()
+        self._pending_by_prefix.clear()
+        self._flagged.clear()
+        self._dirty.clear()
+
+    def _write(self, batch: rocksdict.WriteBatch) -> None:
+        if batch.is_empty():
+            return
         self._drop_iterators()
         try:
             self._db.write(batch, self._write_options)
         except Exception as exc:  # rocksdict raises plain Exception for RocksDB errors
-            msg = f"RocksDB write of {len(self._pending)} keys to {self.path} failed: {exc}"
+            msg = f"RocksDB write of {batch.len()} operations to {self.path} failed: {exc}"
             raise StateError(msg) from exc
-        self._pending.clear()
-        self._pending_events.clear()
-        self._pending_by_prefix.clear()
-        for side in SIDES:
-            self._pending_expiry[side].clear()
+
+    def _drop_iterators(self) -> None:
+        self._iter = _NO_ITER
 
     # -- operations -------------------------------------------------------------
 
+    def buckets(self, side: Side) -> list[int]:
+        """The live buckets of ``side``, oldest first."""
+        return list(self._live[side])
+
     def stats(self) -> StoreStats:
-        """Entries and oldest retained event time per side, bytes on disk."""
+        """Entries per side, the earliest event time stored in each side's oldest
+        live bucket (within one bucket of the oldest retained), bytes on disk."""
         oldest: dict[Side, int | None] = {}
         for side in SIDES:
-            head = self._expiry_head(side, 2**63, 1)
-            oldest[side] = layout.decode_entry_key(head[0][0][_EXPIRY_HEAD:])[2] if head else None
+            live = self._live[side]
+            oldest[side] = self._buckets[side][live[0]].min_ts if live else None
         return read_stats(self._db, self.path, dict(self._count), oldest)
 
     def rocksdb_properties(self) -> dict[str, int]:

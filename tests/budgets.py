@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import rocksdict
+
 from state.options import MIB, MemoryBudget, RocksOptions
 
 
@@ -11,3 +13,17 @@ def small_budget(total_mib: int = 16) -> MemoryBudget:
     return MemoryBudget(
         RocksOptions(total_bytes=total, write_buffer_bytes=total // 4, memtable_bytes=total // 8)
     )
+
+
+class _QuietBudget(MemoryBudget):
+    def db_options(self) -> rocksdict.Options:
+        opts = super().db_options()
+        opts.set_disable_auto_compactions(True)
+        return opts
+
+
+def quiet_budget(total_mib: int = 16) -> MemoryBudget:
+    """:func:`small_budget` without background compaction: a test that compares a
+    checkpoint's files with the live DB's is not raced by a compaction replacing
+    the live ones in between."""
+    return _QuietBudget(small_budget(total_mib).options)

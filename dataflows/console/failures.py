@@ -92,6 +92,9 @@ _ROCKS_IO = re.compile(r"IO error: (?P<reason>[^:]+)(?::.*?(?P<path>/[^:\s]*))?"
 _STRERRORS = {os.strerror(code): code for code in _OS_CAUSES}
 
 
+_DISK_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and what caused it, outermost first (each once)."""
     seen: set[int] = set()
@@ -157,6 +160,12 @@ def describe(exc: BaseException, places: Mapping[str, str] | None = None) -> Fai
     """The one-line :class:`Failure` of ``exc`` (see the module docstring)."""
     chain = list(_chain(exc))
     tb = "".join(traceback.format_exception(exc))
+    for link in chain:
+        # A full or read-only disk is the cause whatever wrapped it (RocksDB's
+        # "cannot open state" included): name the disk, the flag and the fix.
+        found = _os_error(link)
+        if found is not None and found.errno in _DISK_FULL_OR_READ_ONLY:
+            return Failure(describe_os_error(found, places), True, tb)
     for link in chain:
         if isinstance(link, StreamJoinError):
             return Failure(str(link), True, tb)

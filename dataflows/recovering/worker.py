@@ -77,12 +77,15 @@ def recovering_runtime(cfg: RunConfig, base: ShardRuntime) -> ShardRuntime:
         if resume is None:
             if os.path.exists(path):
                 shutil.rmtree(path)
-            store = RocksStore(path, budget)
+            store = RocksStore(path, budget, bucket_ms=cfg.spec.bucket_ms)
         else:
             if not isinstance(resume, ShardSnapshotV1):
                 msg = f"shard {shard}: unexpected resume state {type(resume).__name__}"
                 raise RecoveryError(msg)
-            store = RocksStore(restore_shard(checkpoints, resume, path, identity), budget)
+            store = RocksStore(
+                restore_shard(checkpoints, resume, path, identity), budget,
+                bucket_ms=cfg.spec.bucket_ms,
+            )
         checkpointer = ShardCheckpointer(checkpoints, shard, identity.fingerprint, resume=resume)
         with lock:
             checkpointers[shard] = checkpointer

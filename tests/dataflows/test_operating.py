@@ -212,7 +212,7 @@ def test_a_read_only_directory_is_refused_before_anything_is_written(
 
 
 @pytest.mark.usefixtures("mounts")
-@pytest.mark.parametrize(("flag", "size"), [("--out", "1m"), ("--state-dir", "512k")])
+@pytest.mark.parametrize(("flag", "size"), [("--out", "1m"), ("--state-dir", "64k")])
 def test_a_full_disk_names_the_process_the_file_and_the_flag(
     data: tuple[str, str], tmp_path: Path, flag: str, size: str
 ) -> None:

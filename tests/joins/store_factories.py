@@ -1,6 +1,7 @@
 """The stores every join property runs against, by name: the in-memory
-reference store and the RocksDB store (a fresh DB in a temporary directory).
-Tests hand each store to :func:`dispose` when done with it."""
+reference store and the RocksDB store (a fresh DB in a temporary directory),
+each made with a given eviction bucket width. Tests hand each store to
+:func:`dispose` when done with it."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from joins import JoinStore, MemoryStore
 from state.store import RocksStore
 
 
-def rocks_store() -> JoinStore:
-    return RocksStore(tempfile.mkdtemp(prefix="sj-prop-"))
+def memory_store(bucket_ms: int) -> JoinStore:
+    return MemoryStore(bucket_ms)
+
+
+def rocks_store(bucket_ms: int) -> JoinStore:
+    return RocksStore(tempfile.mkdtemp(prefix="sj-prop-"), bucket_ms=bucket_ms)
 
 
 def dispose(store: JoinStore) -> None:
@@ -23,4 +28,4 @@ def dispose(store: JoinStore) -> None:
         shutil.rmtree(store.path, ignore_errors=True)
 
 
-STORES: dict[str, Callable[[], JoinStore]] = {"memory": MemoryStore, "rocksdb": rocks_store}
+STORES: dict[str, Callable[[int], JoinStore]] = {"memory": memory_store, "rocksdb": rocks_store}

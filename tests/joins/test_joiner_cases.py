@@ -54,6 +54,7 @@ def spec(**kw: object) -> JoinSpec:
         "max_out_of_orderness_ms": 0,
         "allowed_lateness_ms": 0,
         "idle_timeout_ms": 1_000,
+        "eviction_bucket_ms": 1,  # per-entry eviction, unless a case says otherwise
     }
     base.update(kw)
     return JoinSpec(**base)  # type: ignore[arg-type]
@@ -200,6 +201,51 @@ CASES = [
         ],
     ),
     Case(
+        "bucketed eviction: outer rows wait for their whole bucket, then go together",
+        spec(how="left", eviction_bucket_ms=10),  # left bucket 0 (ts 0..9) due at W = 20
+        [
+            (0, [L("l1", "k", 0), L("l2", "j", 9)], set()),
+            (0, [R("r1", "z", 19)], set()),  # W = 9
+            (0, [L("l3", "y", 19)], set()),  # W = 19: l1's bound (10) passed, its bucket's (19) not
+            (0, [R("rk", "k", 10)], {("late", "rk", 9)}),  # l1 still held, yet nothing joins it
+            (0, [R("r2", "x", 20), L("l4", "w", 20)], {("left_only", "l1"), ("left_only", "l2")}),
+            (0, CLOSE, {("left_only", "l3"), ("left_only", "l4")}),
+        ],
+        counters={"left": {"unmatched_emitted": 4}, "right": {"unmatched_dropped": 2, "late": 1}},
+    ),
+    Case(
+        "a watermark jump evicts several buckets in one step",
+        spec(how="full", eviction_bucket_ms=5),
+        [
+            (0, [L("l0", "a", 0), L("l6", "b", 6), L("l12", "c", 12), R("r3", "d", 3)], set()),
+            (
+                0,
+                [L("l100", "e", 100), R("r100", "f", 100)],
+                {
+                    ("left_only", "l0"),
+                    ("left_only", "l6"),
+                    ("left_only", "l12"),
+                    ("right_only", "r3"),
+                },
+            ),
+            (0, CLOSE, {("left_only", "l100"), ("right_only", "r100")}),
+        ],
+    ),
+    Case(
+        "buckets of negative times",
+        spec(how="right", lower_ms=-5, upper_ms=0, eviction_bucket_ms=4),
+        [
+            # right retention 5: bucket -2 (ts -8..-5) is due at W = -4 + 5 = 1
+            (0, [R("rm8", "k", -8), R("rm5", "j", -5), L("lz", "z", -10)], set()),  # W = -10
+            (0, [L("l0", "y", 0), R("r0", "y", 0)], {("match", "l0", "r0")}),  # W = 0
+            (
+                0,
+                [L("l1", "x", 1), R("r1", "x", 1)],
+                {("match", "l1", "r1"), ("right_only", "rm8"), ("right_only", "rm5")},
+            ),
+        ],
+    ),
+    Case(
         "end of input evicts everything; inner sides are counted, not emitted",
         spec(how="left"),
         [
@@ -229,7 +275,7 @@ def describe(out: JoinOutput) -> set[tuple[object, ...]]:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case(case: Case, make_store: Callable[[], JoinStore]) -> None:
     now = [0]
-    store = make_store()
+    store = make_store(case.spec.bucket_ms)
     joiner = IntervalJoiner(case.spec, store, case.partitions, lambda: now[0])
     try:
         run_case(case, joiner, now)
@@ -285,7 +331,7 @@ def test_snapshot_state_round_trips_and_resumes() -> None:
     from joins import MemoryStore
 
     now = [0]
-    store = MemoryStore()
+    store = MemoryStore(spec().bucket_ms)
     first = IntervalJoiner(spec(how="left"), store, ("L0", "R0"), lambda: now[0])
     first.process([L("l1", "k", 0), R("r9", "z", 10)])
     assert first.watermark == 0

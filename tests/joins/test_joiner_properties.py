@@ -1,12 +1,17 @@
 """Hypothesis properties of the join core against the brute-force oracle.
 
 For random events, partitions, interleavings, batch splits, clock advances
-(idleness) and heartbeats:
+(idleness), heartbeats, eviction bucket widths and chunk sizes:
 
 - each batch's late events are exactly those with ``ts < W - A`` for the
   watermark the oracle computes, with the right lateness;
 - after every step the retained entries are exactly the accepted events whose
-  retention bound is still ``>= W - A`` (so eviction is neither early nor late);
+  bucket is not yet due: bucket ``b = ts // width`` of a side goes once
+  ``(b + 1) * width - 1 + retention < W - A`` (so eviction is never early, and
+  late by less than one bucket);
+- after every step the unmatched rows emitted so far are exactly the outer-side
+  accepted events that are evicted and have no partner among the accepted ones
+  (an outer row appears at its bucket's eviction, not before, not after);
 - the emitted pairs and unmatched rows equal the batch join of the distinct
   on-time events, each exactly once;
 - the counters satisfy the conservation law.
@@ -54,6 +59,7 @@ class Scenario:
     spec: JoinSpec
     partitions: tuple[str, ...]
     steps: tuple[Step, ...]
+    chunk: int = 3
 
 
 @st.composite
@@ -66,6 +72,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         max_out_of_orderness_ms=draw(st.integers(0, 10)),
         allowed_lateness_ms=draw(st.integers(0, 4)),
         idle_timeout_ms=draw(st.integers(1, 40)),
+        # widths from one millisecond (per-entry eviction) to wider than the data
+        eviction_bucket_ms=draw(st.one_of(st.integers(1, 25), st.just(1), st.just(200))),
     )
     n_left = draw(st.integers(1, 2))
     n_right = draw(st.integers(1, 2))
@@ -75,7 +83,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             st.tuples(
                 st.sampled_from(SIDES),
                 st.sampled_from("abc"),
-                st.integers(0, 60),
+                # mostly dense times; now and then a jump of many buckets
+                st.one_of(st.integers(0, 60), st.integers(0, 60), st.integers(60, 400)),
                 st.integers(0, 2),  # payload: small, so exact duplicates occur
                 st.integers(0, 1),  # partition index
             ),
@@ -102,21 +111,42 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         i += size
         if draw(st.integers(0, 3)) == 0:
             steps.append(Step("tick", (), draw(st.integers(0, 30))))
-    return Scenario(spec, partitions, tuple(steps))
+    return Scenario(spec, partitions, tuple(steps), draw(st.integers(1, 4)))
 
 
 def retention_bound(spec: JoinSpec, e: Event) -> int:
-    """Retained while ``W - A`` is at most this: the semantics' rule, written out."""
+    """Retained at least while ``W - A`` is at most this: the semantics' rule
+    (with docs/semantics-notes.md's care for duplicates), written out."""
     if e.side == "left":
         return max(e.ts + spec.upper_ms, e.ts)
     return max(e.ts - spec.lower_ms, e.ts)
+
+
+def evicted_by(spec: JoinSpec, e: Event, w: int) -> bool:
+    """Whether the bucketed eviction has removed ``e`` at watermark ``w``: once
+    the bound of the last millisecond of its bucket is behind ``W - A``."""
+    width = spec.bucket_ms
+    last_in_bucket = (e.ts // width + 1) * width - 1
+    return retention_bound(spec, e) - e.ts + last_in_bucket < w - spec.allowed_lateness_ms
+
+
+def partnerless(spec: JoinSpec, e: Event, pool: list[Event]) -> bool:
+    for o in pool:
+        if o.side == e.side or o.key != e.key:
+            continue
+        left, right = (e, o) if e.side == "left" else (o, e)
+        if left.ts + spec.lower_ms <= right.ts <= left.ts + spec.upper_ms:
+            return False
+    return True
 
 
 def run_checked(scenario: Scenario, store: JoinStore) -> None:
     spec = scenario.spec
     a = spec.allowed_lateness_ms
     now = [1_000]
-    joiner = IntervalJoiner(spec, store, scenario.partitions, lambda: now[0], eviction_sweep=3)
+    joiner = IntervalJoiner(
+        spec, store, scenario.partitions, lambda: now[0], eviction_chunk=scenario.chunk
+    )
     oracle = OracleWatermark.start(
         scenario.partitions, spec.max_out_of_orderness_ms, spec.idle_timeout_ms, now[0]
     )
@@ -143,13 +173,21 @@ def run_checked(scenario: Scenario, store: JoinStore) -> None:
         total.extend(out)
         w_after = oracle.compute(now[0])
         assert joiner.watermark == w_after
+        pool = list(accepted.values())
         for side in SIDES:
-            retained = sum(
-                1
-                for (s, _), e in accepted.items()
-                if s == side and retention_bound(spec, e) >= w_after - a
-            )
-            assert store.count(side) == retained == joiner.counters.side(side).retained
+            mine = [e for (s, _), e in accepted.items() if s == side]
+            retained = [e for e in mine if not evicted_by(spec, e, w_after)]
+            # never early: everything retained by the contract's bound still is
+            assert all(e in retained for e in mine if retention_bound(spec, e) >= w_after - a)
+            assert store.count(side) == len(retained) == joiner.counters.side(side).retained
+            outer = spec.outer_left if side == "left" else spec.outer_right
+            expected_rows = {
+                e.identity
+                for e in mine
+                if outer and evicted_by(spec, e, w_after) and partnerless(spec, e, pool)
+            }
+            emitted = {u.event.identity for u in total.unmatched if u.event.side == side}
+            assert emitted == expected_rows
     total.extend(joiner.close())
     assert output_rows(total) == batch_join(spec, accepted.values())
     assert joiner.counters.pairs == len(total.matched)
@@ -165,9 +203,9 @@ def run_checked(scenario: Scenario, store: JoinStore) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=FIXTURES_OK)
 @given(scenario=scenarios())
 def test_join_equals_batch_join_of_on_time_events(
-    make_store: Callable[[], JoinStore], scenario: Scenario
+    make_store: Callable[[int], JoinStore], scenario: Scenario
 ) -> None:
-    store = make_store()
+    store = make_store(scenario.spec.bucket_ms)
     try:
         run_checked(scenario, store)
     finally:
@@ -182,7 +220,7 @@ def _shard_of(key: str, shards: int) -> int:
 @settings(max_examples=150, deadline=None, suppress_health_check=FIXTURES_OK)
 @given(scenario=scenarios(), shards=st.integers(1, 4), heartbeat_every=st.integers(1, 3))
 def test_sharded_join_equals_batch_join_minus_its_late_output(
-    make_store: Callable[[], JoinStore], scenario: Scenario, shards: int, heartbeat_every: int
+    make_store: Callable[[int], JoinStore], scenario: Scenario, shards: int, heartbeat_every: int
 ) -> None:
     """As the dataflow runs it: keys split over shards, each with its own
     watermark fed by marks stamped on its events and by heartbeats. Whatever the
@@ -190,7 +228,13 @@ def test_sharded_join_equals_batch_join_minus_its_late_output(
     spec = scenario.spec
     now = [1_000]
     joiners = [
-        IntervalJoiner(spec, make_store(), scenario.partitions, lambda: now[0])
+        IntervalJoiner(
+            spec,
+            make_store(spec.bucket_ms),
+            scenario.partitions,
+            lambda: now[0],
+            eviction_chunk=scenario.chunk,
+        )
         for _ in range(shards)
     ]
     max_ts: dict[str, int] = {}

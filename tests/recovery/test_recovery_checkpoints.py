@@ -14,7 +14,7 @@ from recovery.identity import JoinIdentity
 from recovery.shard import ShardCheckpointer, restore_shard
 from state.options import MemoryBudget
 from state.store import RocksStore
-from tests.budgets import small_budget
+from tests.budgets import quiet_budget, small_budget
 
 SPEC = JoinSpec(lower_ms=0, upper_ms=1_000, how="left", max_out_of_orderness_ms=0)
 IDENTITY = JoinIdentity(SPEC, 4)
@@ -33,7 +33,7 @@ def ev(side: str, key: str, ts: int) -> Event:
 
 def fill(store: RocksStore, n: int, start: int = 0) -> None:
     for i in range(start, start + n):
-        store.insert(ev("left", f"k{i % 97}", i), False, i + 10**9)
+        store.insert(ev("left", f"k{i % 97}", i), False)
         if i % 5000 == 4999:
             store.commit()
     store.commit()
@@ -51,7 +51,7 @@ def test_take_and_restore_give_an_independent_clone(tmp_path: Path, budget: Memo
     assert ref.startswith("s1/000000000001-")
     before = digest(ckpts.path_of(ref))
     # Later writes to the live store never reach the checkpoint.
-    live.evict("left", 2**62, 100_000)
+    live.evict("left", 2**62, 100_000, False)
     live.commit()
     assert live.count("left") == 0
     # Restore: a clone, whatever a crashed execution left in the work dir.
@@ -62,7 +62,7 @@ def test_take_and_restore_give_an_independent_clone(tmp_path: Path, budget: Memo
     clone = RocksStore(path, budget)
     assert clone.count("left") == 3000
     fill(clone, 500, start=10_000)
-    clone.evict("left", 2**62, 100)
+    clone.evict("left", 2**62, 100, False)
     clone.close()
     assert digest(ckpts.path_of(ref)) == before
     sst = next(ckpts.path_of(ref).glob("*.sst"))
@@ -147,13 +147,14 @@ def test_shard_checkpointer_reuses_unchanged_state_and_resumes_above_old_seqs(
         restore_shard(ckpts, s5, tmp_path / "x", other)
 
 
-def test_a_checkpoint_owns_no_table_bytes_at_ten_times_the_state(
-    tmp_path: Path, budget: MemoryBudget
-) -> None:
+def test_a_checkpoint_owns_no_table_bytes_at_ten_times_the_state(tmp_path: Path) -> None:
     """A checkpoint costs a flush plus hard links, whatever the state size: at
     20k and at 200k entries, the bytes a new checkpoint holds that are not hard
     links to the live DB's files are only small metadata files."""
     ckpts = CheckpointStore(tmp_path / "c")
+    # no background compaction: one between the checkpoint and the listing of the
+    # live files replaced some of them, and the test failed now and then
+    budget = quiet_budget(32)
     for n in (20_000, 200_000):
         store = RocksStore(tmp_path / f"db{n}", budget)
         fill(store, n)

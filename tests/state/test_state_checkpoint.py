@@ -11,7 +11,7 @@ from joins import Event, content_id
 from state.errors import StateError
 from state.options import MemoryBudget
 from state.store import RocksStore
-from tests.budgets import small_budget
+from tests.budgets import quiet_budget, small_budget
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def ev(side: str, key: str, ts: int) -> Event:
 def fill(store: RocksStore, n: int, start: int = 0, side: str = "left") -> list[Event]:
     events = [ev(side, f"k{i % 50}", i) for i in range(start, start + n)]
     for i, e in enumerate(events):
-        store.insert(e, False, e.ts + 10)
+        store.insert(e, False)
         if i % 1000 == 999:
             store.commit()
     return events
@@ -49,7 +49,7 @@ def test_checkpoint_commits_pending_and_clone_is_independent(
     assert clone.count("left") == 2500
     assert clone.contains_many(events[-3:]) == [True] * 3
     # writing to the clone leaves the checkpoint and the source untouched
-    clone.evict("left", 2**62, 10_000)
+    clone.evict("left", 2**62, 10_000, False)
     fill(clone, 100, start=10_000)
     clone.commit()
     clone.close()
@@ -57,7 +57,7 @@ def test_checkpoint_commits_pending_and_clone_is_independent(
     assert src.count("left") == 2500
     assert len(src.scan("left", "k0", 0, 10**6)) == 50
     # and the source's later writes do not reach the checkpoint
-    src.evict("left", 2**62, 10_000)
+    src.evict("left", 2**62, 10_000, False)
     src.commit()
     src.close()
     assert digest(ckpt) == before
@@ -96,14 +96,13 @@ def test_sst_files_are_hard_linked_not_copied(tmp_path: Path, budget: MemoryBudg
     clone.close()
 
 
-def test_checkpoint_links_table_files_instead_of_copying(
-    tmp_path: Path, budget: MemoryBudget
-) -> None:
+def test_checkpoint_links_table_files_instead_of_copying(tmp_path: Path) -> None:
     """Why a checkpoint's cost does not grow with the state: every table file of
     the checkpoint is a hard link to the live DB's file (same inode), so only the
     memtable flush and a few small metadata files are written. (Timings are in
-    ``bench/recovery_bench.py``, not in tests.)"""
-    store = RocksStore(tmp_path / "src", budget)
+    ``bench/recovery_bench.py``, not in tests.) No background compaction, which
+    could replace a live file between the checkpoint and the comparison."""
+    store = RocksStore(tmp_path / "src", quiet_budget(32))
     for round_ in range(3):
         fill(store, 20_000, start=20_000 * round_)
         ckpt = store.checkpoint(tmp_path / f"ckpt{round_}")
@@ -120,7 +119,7 @@ def test_checkpoint_links_table_files_instead_of_copying(
 
 
 def test_stats_and_properties(tmp_path: Path, budget: MemoryBudget) -> None:
-    with RocksStore(tmp_path / "db", budget) as store:
+    with RocksStore(tmp_path / "db", budget, bucket_ms=10) as store:
         empty = store.stats()
         assert dict(empty.entries) == {"left": 0, "right": 0}
         assert dict(empty.oldest_ts_ms) == {"left": None, "right": None}
@@ -130,10 +129,11 @@ def test_stats_and_properties(tmp_path: Path, budget: MemoryBudget) -> None:
         assert dict(st.entries) == {"left": 300, "right": 20}
         assert dict(st.oldest_ts_ms) == {"left": 100, "right": -50}
         store.commit()
-        store.evict("left", 100 + 10 + 5, 100)  # bounds 110..114 go
-        assert store.stats().oldest_ts_ms["left"] == 105
+        store.evict("left", 115, 100, False)  # bucket 10 (times 100..109) goes
+        assert store.stats().oldest_ts_ms["left"] == 110
         store.commit()
-        assert store.stats().oldest_ts_ms["left"] == 105
+        assert store.stats().oldest_ts_ms["left"] == 110
+        assert store.stats().entries["left"] == 290
         assert store.stats().disk_bytes > 0
         props = store.rocksdb_properties()
         for name in (
@@ -143,3 +143,7 @@ def test_stats_and_properties(tmp_path: Path, budget: MemoryBudget) -> None:
             "rocksdb.is-write-stopped",
         ):
             assert isinstance(props[name], int)
+    with RocksStore(tmp_path / "db", budget) as reopened:  # counts and oldest persisted
+        assert reopened.bucket_ms == 10
+        assert dict(reopened.stats().entries) == {"left": 290, "right": 20}
+        assert dict(reopened.stats().oldest_ts_ms) == {"left": 110, "right": -50}

@@ -118,7 +118,7 @@ def test_newer_reader_reads_state_written_with_v1(tmp_path: Path) -> None:
     budget = small_budget()
     old = Event("left", "k", 5, content_id(b"old"), {"a": 1, "b": [1, "x"]}, "p1", 42)
     with RocksStore(tmp_path / "db", budget, StateCodec()) as v1:
-        v1.insert(old, False, 100)
+        v1.insert(old, False)
         v1.commit()
     v2 = StateCodec(v2_schema())
     assert v2.fingerprint != CODEC.fingerprint
@@ -128,15 +128,15 @@ def test_newer_reader_reads_state_written_with_v1(tmp_path: Path) -> None:
     new = Event("left", "k", 6, content_id(b"new"), {"c": None}, "p2", 43)
     with RocksStore(tmp_path / "db", budget, fresh) as store:
         assert [e.event for e in store.scan("left", "k", 0, 10)] == [old]
-        store.mark_matched(store.scan("left", "k", 5, 5)[0], 100)
-        store.insert(new, False, 100)
+        store.mark_matched(store.scan("left", "k", 5, 5)[0])
+        store.insert(new, False)
         store.commit()
     with RocksStore(tmp_path / "db", budget, StateCodec(v2_schema())) as store:
         got = store.scan("left", "k", 0, 10)
         assert [e.event for e in got] == [old, new]
         assert [e.matched for e in got] == [True, False]
         # the reader resolves v1 values through the v2 schema: the new field defaults
-        raw = store._db.get(layout.entry_key("left", "k", 5, old.eid))
+        raw = store._db.get(layout.entry_key("left", 5 // store.bucket_ms, "k", 5, old.eid))
         assert raw is not None
         assert raw[1:9] == CODEC.fingerprint
     assert json.loads(v2.schema_json)["fields"][-1]["name"] == "ingest_ms"
@@ -148,19 +148,19 @@ def test_v2_reads_state_written_with_the_v1_map_schema(tmp_path: Path) -> None:
     assert v1.fingerprint != CODEC.fingerprint
     old = Event("left", "k", 5, content_id(b"old"), {"a": 1, "b": [1, "x"], "f": 1.0}, "p1", 42)
     with RocksStore(tmp_path / "db", budget, v1) as store:
-        store.insert(old, False, 100)
+        store.insert(old, False)
     new = Event("left", "k", 6, content_id(b"new"), {"c": None}, "p2", 43)
     with RocksStore(tmp_path / "db", budget, StateCodec()) as store:
         got = store.scan("left", "k", 0, 10)
         assert [e.event for e in got] == [old]
         assert same(got[0].event.record, old.record)
-        store.mark_matched(store.scan("left", "k", 5, 5)[0], 100)
-        store.insert(new, False, 100)
+        store.mark_matched(store.scan("left", "k", 5, 5)[0])
+        store.insert(new, False)
     with RocksStore(tmp_path / "db", budget, StateCodec()) as store:
         got = store.scan("left", "k", 0, 10)
         assert [(e.event, e.matched) for e in got] == [(old, True), (new, False)]
-        evicted = store.evict("left", 2**62, 10)
-        assert [(e.event, e.matched) for e in evicted] == [(old, True), (new, False)]
+        evicted = store.evict("left", 2**62, 10, True)
+        assert (evicted.matched, evicted.events) == (1, [new])
 
 
 @given(records, st.text(), st.integers(-(2**63), 2**63 - 1), st.booleans())

@@ -30,70 +30,99 @@ def test_time_out_of_range_is_a_state_error() -> None:
         layout.encode_time(2**63)
 
 
-@given(sides, keys, times, eids)
-def test_entry_key_round_trip(side: str, key: str, ts: int, eid: bytes) -> None:
-    k = layout.entry_key(side, key, ts, eid)  # type: ignore[arg-type]
-    assert layout.decode_entry_key(k) == (side, key, ts, eid)
-    assert k.startswith(layout.key_prefix(side, key))  # type: ignore[arg-type]
+buckets = st.integers(-(2**61), 2**61)
+
+
+@given(sides, buckets, keys, times, eids)
+def test_entry_key_round_trip(side: str, bucket: int, key: str, ts: int, eid: bytes) -> None:
+    k = layout.entry_key(side, bucket, key, ts, eid)  # type: ignore[arg-type]
+    assert layout.decode_entry_key(k) == (side, bucket, key, ts, eid)
+    assert k.startswith(layout.key_prefix(side, bucket, key))  # type: ignore[arg-type]
+    begin, end = layout.bucket_range(side, bucket)  # type: ignore[arg-type]
+    assert begin <= k < layout.flag_key(k) < end
 
 
 @given(keys, st.lists(st.tuples(times, eids), min_size=2, max_size=10))
 def test_entries_of_a_key_sort_by_time_then_eid(key: str, rows: list[tuple[int, bytes]]) -> None:
-    encoded = sorted(layout.entry_key("left", key, ts, eid) for ts, eid in rows)
-    assert [layout.decode_entry_key(k)[2:] for k in encoded] == sorted(rows)
+    encoded = sorted(layout.entry_key("left", 7, key, ts, eid) for ts, eid in rows)
+    assert [layout.decode_entry_key(k)[3:] for k in encoded] == sorted(rows)
+
+
+@given(st.lists(st.tuples(keys, times, eids), min_size=2, max_size=12, unique=True))
+def test_a_flag_sorts_right_after_its_entry(rows: list[tuple[str, int, bytes]]) -> None:
+    """Nothing sorts between an entry and its flag: a scan meets the flag next."""
+    entries = sorted(layout.entry_key("right", 3, k, ts, eid) for k, ts, eid in rows)
+    mixed = sorted(entries + [layout.flag_key(e) for e in entries])
+    assert mixed[0::2] == entries
+    assert mixed[1::2] == [layout.flag_key(e) for e in entries]
+
+
+@given(sides, buckets, buckets, keys, times, eids)
+def test_buckets_are_disjoint_ranges_in_bucket_order(
+    side: str, a: int, b: int, key: str, ts: int, eid: bytes
+) -> None:
+    ka = layout.entry_key(side, a, key, ts, eid)  # type: ignore[arg-type]
+    kb = layout.entry_key(side, b, key, ts, eid)  # type: ignore[arg-type]
+    assert (ka < kb) == (a < b)
+    begin, end = layout.bucket_range(side, a)  # type: ignore[arg-type]
+    assert (begin <= kb < end) == (a == b)
+    other = "left" if side == "right" else "right"
+    lo, hi = layout.bucket_range(other, a)  # type: ignore[arg-type]
+    assert not lo <= ka < hi
 
 
 @given(keys, keys, times, times, eids)
 def test_scan_bounds_select_exactly_the_key_and_interval(
     key: str, other: str, lo: int, hi: int, eid: bytes
 ) -> None:
-    lower, upper = layout.scan_bounds(layout.key_prefix("right", key), lo, hi)
+    lower, upper = layout.scan_bounds(layout.key_prefix("right", 5, key), lo, hi)
     for ts in (lo, hi, lo - 1, hi + 1):
         if -(2**63) <= ts < 2**63:
-            k = layout.entry_key("right", key, ts, eid)
+            k = layout.entry_key("right", 5, key, ts, eid)
             assert (lower <= k < upper) == (lo <= ts <= hi)
+            assert (lower <= layout.flag_key(k) < upper) == (lo <= ts <= hi)
             if other != key:
-                k2 = layout.entry_key("right", other, ts, eid)
+                k2 = layout.entry_key("right", 5, other, ts, eid)
                 assert not lower <= k2 < upper
-            k3 = layout.entry_key("left", key, ts, eid)
-            assert not lower <= k3 < upper
+            assert not lower <= layout.entry_key("left", 5, key, ts, eid) < upper
+            assert not lower <= layout.entry_key("right", 6, key, ts, eid) < upper
 
 
-@given(sides, times, sides, keys, times, eids)
-def test_expiry_key_round_trip(
-    side: str, bound: int, eside: str, key: str, ts: int, eid: bytes
-) -> None:
-    entry = layout.entry_key(eside, key, ts, eid)  # type: ignore[arg-type]
-    x = layout.expiry_key(side, bound, entry)  # type: ignore[arg-type]
-    assert layout.decode_expiry_key(x) == (side, bound, entry)
-    assert x.startswith(layout.expiry_prefix(side))  # type: ignore[arg-type]
-    upper_above = layout.expiry_upper(side, bound + 1)  # type: ignore[arg-type]
-    assert layout.expiry_upper(side, bound) <= x < upper_above  # type: ignore[arg-type]
-
-
-@given(times, times, eids)
-def test_expiry_order_is_bound_order(a: int, b: int, eid: bytes) -> None:
-    entry = layout.entry_key("left", "k", 0, eid)
-    xa, xb = layout.expiry_key("left", a, entry), layout.expiry_key("left", b, entry)
-    assert (xa < xb) == (a < b)
+@given(sides, buckets, st.integers(0, 2**64 - 1), times)
+def test_bucket_meta_round_trip(side: str, bucket: int, count: int, ts: int) -> None:
+    k = layout.bucket_meta_key(side, bucket)  # type: ignore[arg-type]
+    assert layout.decode_bucket_meta_key(k) == (side, bucket)
+    assert k.startswith(layout.BUCKET_META_PREFIX)
+    assert layout.decode_bucket_meta(layout.encode_bucket_meta(count, ts)) == (count, ts)
 
 
 @given(st.integers(0, 2**64 - 1))
-def test_count_round_trip(n: int) -> None:
-    assert layout.decode_count(layout.encode_count(n)) == n
+def test_u64_round_trip(n: int) -> None:
+    assert layout.decode_u64(layout.encode_u64(n)) == n
 
 
 def test_families_do_not_overlap() -> None:
-    entry = layout.entry_key("left", "k", 0, b"e" * 8)
-    firsts = {entry[:1], layout.entry_key("right", "k", 0, b"e" * 8)[:1]}
-    firsts |= {layout.expiry_key("left", 0, entry)[:1], layout.count_key("left")[:1]}
-    assert len(firsts) == 4
+    entry = layout.entry_key("left", 0, "k", 0, b"e" * 8)
+    firsts = {entry[:1], layout.entry_key("right", 0, "k", 0, b"e" * 8)[:1]}
+    firsts |= {layout.bucket_meta_key("left", 0)[:1]}
+    assert len(firsts) == 3
+    metas = [
+        layout.version_key(),
+        layout.bucket_width_key(),
+        layout.schema_key(b"f" * 8),
+        layout.bucket_meta_key("left", 0),
+    ]
+    for a in metas:
+        for b in metas:
+            assert a == b or not b.startswith(a)
 
 
 def test_bad_keys_are_state_errors() -> None:
     with pytest.raises(StateError):
         layout.decode_entry_key(b"Q\x00")
     with pytest.raises(StateError):
-        layout.decode_expiry_key(b"Lxx")
+        layout.decode_bucket_meta_key(b"Mlivexx")
     with pytest.raises(StateError, match="65535"):
-        layout.key_prefix("left", "x" * 70_000)
+        layout.key_prefix("left", 0, "x" * 70_000)
+    with pytest.raises(StateError, match="8 bytes"):
+        layout.entry_key("left", 0, "k", 0, b"short")

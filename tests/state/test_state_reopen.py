@@ -23,7 +23,7 @@ def budget() -> MemoryBudget:
 
 def fill(store: RocksStore, n: int) -> None:
     for i in range(n):
-        store.insert(Event("left", f"k{i}", i, content_id(b"%d" % i), {"pad": "x" * 500}), False, i)
+        store.insert(Event("left", f"k{i}", i, content_id(b"%d" % i), {"pad": "x" * 500}), False)
     store.commit()
 
 

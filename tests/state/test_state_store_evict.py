@@ -1,4 +1,11 @@
-"""Eviction decodes a value only when the evicted entry's event is read."""
+"""What the RocksDB store writes and reads per event, and how it evicts.
+
+Each test fails with its feature removed: values are decoded at eviction only
+for never-matched entries of an outer side; a match writes one small flag key
+(the value is not rewritten); a stored event is one put and a bucket's eviction
+one ``delete_range`` (no expiry index, no per-entry delete); commits skip the
+WAL; state of another layout version or bucket width is refused by name.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rocksdict
 
 from joins import Event, content_id
 from state import layout
 from state.codec import StateCodec
+from state.errors import StateError
 from state.store import RocksStore
 from tests.budgets import small_budget
 
@@ -24,72 +33,77 @@ class CountingCodec(StateCodec):
         return super().decode_parts(value)
 
 
-@pytest.mark.parametrize("committed", [True, False])
-def test_evicted_entries_decode_lazily(tmp_path: Path, committed: bool) -> None:
-    budget = small_budget()
+def ev(side: str, key: str, ts: int, tag: bytes) -> Event:
+    return Event(side, key, ts, content_id(tag), {"tag": tag.decode()}, "p", ts)  # type: ignore[arg-type]
+
+
+def test_eviction_decodes_only_never_matched_events_of_an_outer_side(tmp_path: Path) -> None:
     codec = CountingCodec()
-    a = Event("left", "k", 5, content_id(b"a"), {"a": [1, 2.5]}, "p", 1)
-    b = Event("left", "k", 6, content_id(b"b"), {"b": None}, "p", 2)
-    with RocksStore(tmp_path / "db", budget, codec) as store:
-        store.insert(a, False, 10)
-        store.insert(b, False, 11)
+    arrived_matched, never, later = ev("left", "k", 5, b"a"), ev("left", "k", 6, b"b"), ev(
+        "left", "j", 7, b"c"
+    )
+    with RocksStore(tmp_path / "db", small_budget(), codec, bucket_ms=100) as store:
+        store.insert(arrived_matched, True)
+        store.insert(never, False)
+        store.insert(later, False)
+        for side in ("left", "right"):
+            store.insert(ev(side, "z", 150, side.encode()), False)  # bucket 1 of each side
         store.commit()
-        store.mark_matched(store.scan("left", "k", 5, 5)[0], 10)
-        codec.decoded = 0  # (the scan decoded ``a``)
-        if committed:
-            store.commit()
-        evicted = store.evict("left", 100, 10)
-        assert [e.matched for e in evicted] == [True, False]
-        assert codec.decoded == 0  # the matched flag is byte 0: nothing decoded yet
-        assert evicted[1].event == b
-        assert evicted[1].event.record_json == '{"b":null}'
+        store.mark_matched(store.scan("left", "j", 7, 7)[0])
+        store.commit()
+        codec.decoded = 0
+        out = store.evict("left", 100, 10, True)
+        assert (out.matched, out.unmatched, out.events) == (2, 1, [never])
         assert codec.decoded == 1
-        assert evicted[0].event == a
-        assert evicted[0].event.record == {"a": [1, 2.5]}
-        assert codec.decoded == 2
+        assert out.events[0].record_json == '{"tag":"b"}'
+        inner = store.evict("right", 200, 10, False)  # an inner side: counted, not decoded
+        assert (inner.matched, inner.unmatched, inner.events) == (0, 1, [])
+        assert codec.decoded == 1
+
+
+def test_a_match_writes_a_flag_key_not_the_value(tmp_path: Path) -> None:
+    a = ev("right", "k", 5, b"a")
+    with RocksStore(tmp_path / "db", small_budget(), bucket_ms=100) as store:
+        store.insert(a, False)
+        store.commit()
+        k = layout.entry_key("right", 0, "k", 5, a.eid)
+        value = store._db.get(k)
+        assert value is not None
+        assert store._db.get(layout.flag_key(k)) is None
+        store.mark_matched(store.scan("right", "k", 5, 5)[0])
+        store.commit()
+        assert store._db.get(k) == value  # not rewritten
+        assert store._db.get(layout.flag_key(k)) == b""
+        assert store.scan("right", "k", 0, 99)[0].matched
+
+
+def test_writes_per_event_and_per_bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored event is one put; a first match of a stored entry one more;
+    evicting a whole bucket is one ``delete_range`` and one meta delete,
+    whatever its size."""
+    with RocksStore(tmp_path / "db", small_budget(), bucket_ms=1_000) as store:
+        written: list[int] = []
+        real = store._write
+
+        def counting(batch: rocksdict.WriteBatch) -> None:
+            written.append(batch.len())
+            real(batch)
+
+        monkeypatch.setattr(store, "_write", counting)
+        events = [ev("left", f"k{i % 50}", i, b"%d" % i) for i in range(500)]  # bucket 0
+        for e in events:
+            store.insert(e, False)
+        store.commit()
+        assert written == [500 + 1]  # the entries and the bucket's count
+        for key in ("k1", "k2", "k3"):
+            for entry in store.scan("left", key, 0, 999):
+                store.mark_matched(entry)
+        store.commit()
+        assert written[1:] == [30]  # one flag per first match, nothing else
+        out = store.evict("left", 1_000, 10_000, False)
+        assert (out.matched, out.unmatched) == (30, 470)
+        assert written[2:] == [2]
         assert store.count("left") == 0
-        assert store.scan("left", "k", 0, 100) == []
-
-
-def test_eviction_reads_the_entry_flag_when_the_index_lacks_it(tmp_path: Path) -> None:
-    """State written before the expiry index held the matched flag (its values
-    all empty) still evicts matched entries as matched."""
-    a = Event("left", "k", 5, content_id(b"a"), {"a": 1}, "p", 1)
-    b = Event("left", "k", 6, content_id(b"b"), {"b": 2}, "p", 2)
-    with RocksStore(tmp_path / "db") as store:
-        store.insert(a, True, 10)
-        store.insert(b, False, 11)
-        store.commit()
-        for x in (layout.expiry_key("left", 10, layout.entry_key("left", "k", 5, a.eid)),
-                  layout.expiry_key("left", 11, layout.entry_key("left", "k", 6, b.eid))):
-            assert store._db.get(x) in (b"\x01", b"")
-            store._db.put(x, b"")  # as the older layout wrote it
-        evicted = store.evict("left", 100, 10)
-        assert [(e.event, e.matched) for e in evicted] == [(a, True), (b, False)]
-
-
-def test_matched_entries_are_evicted_without_reading_their_values(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The expiry index says an entry matched: eviction reads no value for it
-    (only reading the evicted event does)."""
-    a = Event("left", "k", 5, content_id(b"a"), {"a": 1}, "p", 1)
-    b = Event("left", "k", 6, content_id(b"b"), {"b": 2}, "p", 2)
-    with RocksStore(tmp_path / "db", small_budget()) as store:
-        store.insert(a, True, 10)
-        store.insert(b, False, 11)
-        store.commit()
-        store.mark_matched(store.scan("left", "k", 6, 6)[0], 11)
-        store.commit()
-
-        def no_reads(keys: list[bytes]) -> list[bytes | None]:
-            msg = f"eviction read values of {len(keys)} matched entries"
-            raise AssertionError(msg)
-
-        monkeypatch.setattr(store, "_multi_get", no_reads)
-        evicted = store.evict("left", 100, 10)
-        assert [e.matched for e in evicted] == [True, True]
-        assert [e.event for e in evicted] == [a, b]
 
 
 def test_commits_write_no_wal(tmp_path: Path) -> None:
@@ -99,10 +113,34 @@ def test_commits_write_no_wal(tmp_path: Path) -> None:
     with RocksStore(path, small_budget()) as store:
         for i in range(2_000):
             store.insert(Event("left", f"k{i}", i, content_id(b"%d" % i), {"pad": "x" * 100}),
-                         False, i)  # fmt: skip
+                         False)  # fmt: skip
         store.commit()
         wal = sum(f.stat().st_size for f in path.glob("*.log"))
         assert wal < 4096, f"{wal} bytes of WAL after committing 2,000 entries"
         assert store.count("left") == 2_000
     with RocksStore(path, small_budget()) as reopened:  # a clean close flushed them
         assert len(reopened.scan("left", "k7", 0, 10)) == 1
+
+
+def test_state_of_layout_1_is_refused_naming_both_versions(tmp_path: Path) -> None:
+    path = tmp_path / "old"
+    db = rocksdict.Rdict(str(path), rocksdict.Options(raw_mode=True))
+    # what the layout before event-time buckets wrote: entries, expiry index, meta
+    db.put(b"L\x00\x00\x00\x01\x00\x01k" + bytes(16), b"\x00" * 12)
+    db.put(b"XL" + bytes(8) + b"L", b"")
+    db.put(b"Mschema" + bytes(8), b"{}")
+    db.close()
+    with pytest.raises(StateError, match=r"state layout 1 .*reads state layout 2"):
+        RocksStore(path, small_budget())
+
+
+def test_other_layout_versions_and_bucket_widths_are_refused(tmp_path: Path) -> None:
+    with RocksStore(tmp_path / "db", small_budget(), bucket_ms=250):
+        pass
+    with pytest.raises(StateError, match="buckets of 250 ms; asked to open it with 300 ms"):
+        RocksStore(tmp_path / "db", small_budget(), bucket_ms=300)
+    with RocksStore(tmp_path / "db", small_budget()) as store:  # None: the DB's own width
+        assert store.bucket_ms == 250
+        store._db.put(layout.version_key(), layout.encode_u64(3))
+    with pytest.raises(StateError, match="layout 3; this version reads state layout 2"):
+        RocksStore(tmp_path / "db", small_budget())

@@ -197,7 +197,7 @@ def test_records_with_logical_types_are_stored_and_read_back(tmp_path: Path) -> 
     assert isinstance(event, Event)
     store = RocksStore(str(tmp_path / "db"), budget=small_budget())
     try:
-        store.insert(event, False, event.ts)
+        store.insert(event, False)
         store.commit()
         (back,) = store.scan("left", event.key, event.ts, event.ts)
         assert back.event.record == EXPECTED

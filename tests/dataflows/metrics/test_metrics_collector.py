@@ -121,7 +121,7 @@ def test_hot_keys_find_a_skewed_key_without_naming_it() -> None:
     metrics = JoinMetrics(registry, spec=spec, process_collector=False)
     rng = random.Random(5)
     # 1 event/ms in all; 30% for "hot", the rest spread over 10,000 keys.
-    joiner = IntervalJoiner(spec, MemoryStore(), ["p"], lambda: 0)
+    joiner = IntervalJoiner(spec, MemoryStore(1), ["p"], lambda: 0)  # evicted at each bound
     for start in range(0, 40_000, 500):
         batch = [
             event("left", "hot" if rng.random() < 0.3 else f"k{rng.randrange(10_000)}", t, t)
