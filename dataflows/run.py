@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -195,13 +196,16 @@ def warn_implausible_times(cfg: RunConfig) -> None:
 def _start_workers(cfg: RunConfig, workers: WorkerProcesses, console: ConsoleOptions) -> None:
     """Start the worker processes (each known to ``workers`` as soon as it runs,
     so that whoever stops the run knows every one of them)."""
+    from dataflows.config.kafka_config import secrets_env
+
     config = config_path(cfg.out_dir)
     if cfg.processes == 1:
         addresses = ""
     else:
         addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(cfg.processes))
-    # Workers write their log lines as they come: the parent relays them.
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Workers write their log lines as they come: the parent relays them. Secret
+    # Kafka settings reach the workers in their environment, never in a file.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **secrets_env(cfg.kafka))
     for i in range(cfg.processes):
         argv = [
             sys.executable,
@@ -248,9 +252,20 @@ def run(
 def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -> RunResult:
     from dataflows.metrics import ProgressWatch, check_metrics_ports
     from dataflows.recovering import begin
-    from dataflows.sinks import ExecutionRecord, input_verdict, read_executions
+    from dataflows.sinks import (
+        ExecutionRecord,
+        input_verdict,
+        prepare_kafka_outputs,
+        read_executions,
+    )
+    from dataflows.sources import prepare_kafka_inputs
 
     check_metrics_ports(cfg)
+    # Kafka (issue 11): topics exist, reader schemas and delivery settled once.
+    cfg = prepare_kafka_inputs(cfg)
+    cfg, note = prepare_kafka_outputs(cfg)
+    if note:
+        echo(note)
     # From here on a SIGTERM, SIGINT or SIGHUP stops every process of the run
     # (dataflows.lifetime): workers first, then the quiescent clean-up.
     with stop_signals() as stop:
@@ -349,6 +364,7 @@ def summarize(
     read = {"left": 0, "right": 0}
     shard_peaks = 0
     shards_reported = 0
+    kafka_partitions: dict[str, Any] = {}
     for item in run_stats(cfg):  # with recovery: the newest execution's, per shard/source
         if item.get("kind") == "shard":
             counters.add(JoinCounters.from_dict(item))
@@ -357,6 +373,8 @@ def summarize(
         elif item.get("kind") == "source":
             invalid[item["side"]] += int(item["invalid"])
             read[item["side"]] += int(item["events"])
+            if "kafka" in item:
+                kafka_partitions[item["partition"]] = {"side": item["side"], **item["kafka"]}
     records_in = sum(read.values()) + sum(invalid.values())
     endpoints = _metrics_endpoints(cfg)
     elapsed_s = _without_linger(elapsed_s, started, endpoints)
@@ -396,9 +414,22 @@ def summarize(
         "events_per_s": round(records_in / active_s, 1) if active_s > 0 else 0.0,
         "peak_state_bytes": max(peak_state_bytes, shard_peaks),
         "peak_rss_bytes": peak_rss_bytes,
-        "outputs": {k: os.path.join(cfg.out_dir, k) for k in OUTPUT_KINDS},
+        "outputs": {k: _output(cfg, k) for k in OUTPUT_KINDS},
         "metrics": endpoints,
+        **({"kafka": _kafka_summary(cfg, kafka_partitions)}
+           if cfg.kafka_sides or cfg.kafka.outputs else {}),
     }
+
+
+def _output(cfg: RunConfig, kind: str) -> str:
+    url = cfg.kafka.output_url(kind)
+    return os.path.join(cfg.out_dir, kind) if url is None else str(url)
+
+
+def _kafka_summary(cfg: RunConfig, partitions: dict[str, Any]) -> dict[str, Any]:
+    """``run.json``'s ``kafka`` block: the Kafka settings (secrets redacted), and
+    per source partition its offsets and lag when it ended."""
+    return {**cfg.kafka.to_json(), "partitions": dict(sorted(partitions.items()))}
 
 
 def _metrics_endpoints(cfg: RunConfig) -> list[dict[str, Any]]:
@@ -455,11 +486,32 @@ def format_summary(s: dict[str, Any]) -> str:
         f" peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB ({rss_of})",
         f"  outputs        {s['outputs']['joined']}/  late/  invalid/  and run.json",
     ]
+    if "kafka" in s:
+        lines[-1:] = _kafka_lines(s)
     endpoints = s.get("metrics") or []
     if endpoints:
         urls = "  ".join(e["url"] for e in endpoints)
         lines.append(f"  metrics        {urls}  (one per process, while it ran)")
     return "\n".join(lines)
+
+
+def _kafka_lines(s: dict[str, Any]) -> list[str]:
+    """The summary's Kafka lines: where the outputs went, and the lag per side."""
+    kafka = s["kafka"]
+    outputs = "  ".join(f"{k}: {v}" for k, v in s["outputs"].items())
+    delivery = f"  (delivery {kafka['delivery']})" if kafka.get("outputs") else ""
+    lines = [f"  outputs        {outputs}{delivery}"]
+    parts = kafka.get("partitions", {})
+    for side in ("left", "right"):
+        mine = [p for p in parts.values() if p.get("side") == side]
+        if mine:
+            records = sum(int(p.get("lag_records", 0)) for p in mine)
+            seconds = max(float(p.get("lag_seconds", 0.0)) for p in mine)
+            errors = sum(sum(p.get("client_errors", {}).values()) for p in mine)
+            lines.append(f"  kafka {side:5}    {len(mine)} partition(s), lag {records:,} "
+                         f"record(s), at most {seconds:,.1f} s behind; {errors} client "
+                         "error(s)")
+    return lines
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -503,9 +555,12 @@ def worker_main(argv: list[str] | None = None) -> int:
 def _work(cfg: RunConfig, process_id: int, addresses_arg: str) -> None:
     from bytewax.testing import cluster_main
 
+    from dataflows.config.kafka_config import with_secrets
     from dataflows.flow import build_flow
     from dataflows.metrics import ProcessMetrics, StatusWriter
     from dataflows.recovering import worker_recovery
+
+    cfg = dataclasses.replace(cfg, kafka=with_secrets(cfg.kafka, os.environ))
 
     # The join makes millions of short-lived objects that form no cycles (events,
     # pairs, output lines); the default gen-0 threshold (700) ran the cycle

@@ -88,11 +88,19 @@ def wait_for(what: str, check: Callable[[], T | None], timeout_s: float) -> T:
     pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def panel_queries() -> list[tuple[str, str]]:
-    """``(dashboard: panel title, expr)`` of every target of every panel."""
+#: Panels only a run with Kafka inputs or outputs feeds (the Kafka row).
+KAFKA_PANEL = "Kafka "
+
+
+def panel_queries(kafka: bool | None = False) -> list[tuple[str, str]]:
+    """``(dashboard: panel title, expr)`` of every target of every panel; with
+    ``kafka`` False those of file runs (no Kafka panels), True only the Kafka
+    panels, None all."""
     out = []
     for path in sorted(DASHBOARDS.glob("*.json")):
         for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
+            if kafka is not None and panel["title"].startswith(KAFKA_PANEL) != kafka:
+                continue
             for target in panel.get("targets", []):
                 out.append((f"{path.stem}: {panel['title']}", target["expr"]))
     return out
