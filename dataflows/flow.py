@@ -15,8 +15,14 @@ of streams. Steps:
    from the sources: they never reach the joiner) and ``stats`` (final counters
    of shards and sources).
 
-:func:`build_flow` wires it to the file sources and file sinks of a
-:class:`~dataflows.config.RunConfig`.
+:func:`build_flow` wires it to the sources and sinks of a
+:class:`~dataflows.config.RunConfig`: per side files or a Kafka topic (both
+kinds in one run are merged into one stream), per output files under ``OUT``
+or a Kafka topic. Step ids key recovery state, so a run with files only has
+exactly the steps it always had; Kafka adds ``kafka_inputs`` (and
+``all_inputs`` when both kinds are read) and ``<kind>_kafka`` sinks, which get
+a tick per shard with every heartbeat (``<kind>_ticks``) so that quiet shards
+commit their transactions every epoch (:mod:`dataflows.sinks.kafka`).
 """
 
 from __future__ import annotations
@@ -42,8 +48,15 @@ from dataflows.shard_logic import (
     ShardRuntime,
 )
 from dataflows.shards import shard_names, shard_of, shards_of_worker
-from dataflows.sinks import ExecutionStatsSink, RowFileSink, StatsSink, stats_dir
-from dataflows.sources import FileSource, SourceBatch, throttled, wall_ms
+from dataflows.sinks import (
+    ExecutionStatsSink,
+    RowFileSink,
+    StatsSink,
+    kafka_sink,
+    stats_dir,
+    ticks,
+)
+from dataflows.sources import FileSource, SourceBatch, kafka_source, throttled, wall_ms
 from joins import Event, JoinSpec, JoinStore, Late, MemoryStore
 
 if TYPE_CHECKING:
@@ -220,6 +233,25 @@ def local_shards(cfg: RunConfig, process_id: int) -> list[str]:
     return names
 
 
+def _inputs(
+    flow: Dataflow, cfg: RunConfig, metrics: JoinMetrics | None
+) -> tuple[Stream[SourceBatch], tuple[str, ...]]:
+    """The sources of both sides as one stream, and every source partition the
+    joiner waits for (files, then the Kafka topics' partitions)."""
+    streams: list[Stream[SourceBatch]] = []
+    partitions = cfg.partitions()
+    if partitions:
+        streams.append(op.input("inputs", flow, throttled(FileSource(cfg), cfg.read_delay_ms)))
+    if cfg.kafka_sides:
+        on_partition = metrics.kafka.register_source if metrics is not None else None
+        source = kafka_source(cfg, on_partition=on_partition)
+        partitions += tuple(source.list_parts())
+        streams.append(op.input("kafka_inputs", flow, throttled(source, cfg.read_delay_ms)))
+    if len(streams) == 1:
+        return streams[0], partitions
+    return op.merge("all_inputs", *streams), partitions
+
+
 def build_flow(
     cfg: RunConfig,
     process_id: int = 0,
@@ -230,12 +262,11 @@ def build_flow(
     """The whole dataflow of a run, as built in process ``process_id``; with
     ``metrics``, the sources and shards of this process feed them."""
     flow = Dataflow("streamjoin")
-    batches = op.input("inputs", flow, throttled(FileSource(cfg), cfg.read_delay_ms))
+    batches, partitions = _inputs(flow, cfg, metrics)
     if metrics is not None:
         from dataflows.metrics import source_observer
 
         batches = op.inspect("input_metrics", batches, source_observer(metrics))
-    partitions = cfg.partitions()
     if store == "rocksdb":
         runtime = rocks_runtime(
             cfg.spec,
@@ -256,10 +287,18 @@ def build_flow(
         "late": out.late,
         "invalid": out.invalid,
     }
+    tick = ticks(names)
     for kind, stream in streams.items():
-        directory = os.path.join(cfg.out_dir, kind)
-        sink = RowFileSink(directory, kind, cfg.output_format, names, mine)
-        op.output(f"{kind}_files", stream, sink)
+        url = cfg.kafka.output_url(kind)
+        if url is None:
+            directory = os.path.join(cfg.out_dir, kind)
+            sink = RowFileSink(directory, kind, cfg.output_format, names, mine)
+            op.output(f"{kind}_files", stream, sink)
+            continue
+        on_build = metrics.kafka.register_sink if metrics is not None else None
+        with_ticks = op.merge(f"{kind}_ticks", stream, op.flat_map(f"{kind}_tick", batches, tick))
+        op.output(f"{kind}_kafka", with_ticks,
+                  kafka_sink(cfg, kind, url, names, mine, on_build))
     stats = stats_dir(cfg.out_dir)
     stats_sink = ExecutionStatsSink(stats) if cfg.recovery_dir else StatsSink(stats)
     op.output("stats_files", out.stats, stats_sink)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
 import os
+import random
 import shutil
 import socket
 import sys
@@ -62,7 +64,47 @@ class RunResult:
         return JoinCounters.from_dict(self.summary["counters"])
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
+    """``n`` ports on 127.0.0.1 free now, for the workers to listen on.
+
+    They are drawn below the kernel's ephemeral range: a port the kernel hands
+    out (``bind`` to port 0, or the local end of any outgoing connection on the
+    machine) could be taken again by someone else between this check and the
+    worker's own ``bind``, which failed a run with "Address already in use"
+    under load. Below that range only a program asking for that very port can
+    take it."""
+    low, _high = _ephemeral_range()
+    floor = 10_000
+    if low - floor < 1_000:  # an unusual range: fall back to the kernel's choice
+        return _kernel_ports(n)
+    rng = random.SystemRandom()
+    ports: list[int] = []
+    while len(ports) < n:
+        port = rng.randrange(floor, low)
+        if port not in ports and _bindable(port):
+            ports.append(port)
+    return ports
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            low, high = (int(v) for v in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _kernel_ports(n: int) -> list[int]:
     socks = []
     try:
         for _ in range(n):
@@ -155,13 +197,16 @@ def warn_implausible_times(cfg: RunConfig) -> None:
 def _start_workers(cfg: RunConfig, workers: WorkerProcesses, console: ConsoleOptions) -> None:
     """Start the worker processes (each known to ``workers`` as soon as it runs,
     so that whoever stops the run knows every one of them)."""
+    from dataflows.config.kafka_config import secrets_env
+
     config = config_path(cfg.out_dir)
     if cfg.processes == 1:
         addresses = ""
     else:
-        addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(cfg.processes))
-    # Workers write their log lines as they come: the parent relays them.
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+        addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(cfg.processes))
+    # Workers write their log lines as they come: the parent relays them. Secret
+    # Kafka settings reach the workers in their environment, never in a file.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **secrets_env(cfg.kafka))
     for i in range(cfg.processes):
         argv = [
             sys.executable,
@@ -208,11 +253,22 @@ def run(
 def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -> RunResult:
     from dataflows.metrics import ProgressWatch, check_metrics_ports
     from dataflows.recovering import begin
-    from dataflows.sinks import ExecutionRecord, input_verdict, read_executions
+    from dataflows.sinks import (
+        ExecutionRecord,
+        input_verdict,
+        prepare_kafka_outputs,
+        read_executions,
+    )
+    from dataflows.sources import prepare_kafka_inputs
 
     check_metrics_ports(cfg)
     hot = hot_path()  # the summary and run.json say it; a pure or stale one is warned of now
     (_log.debug if hot.is_compiled else _log.warning)("hot path: %s", hot.describe())
+    # Kafka (issue 11): topics exist, reader schemas and delivery settled once.
+    cfg = prepare_kafka_inputs(cfg)
+    cfg, note = prepare_kafka_outputs(cfg)
+    if note:
+        echo(note)
     # From here on a SIGTERM, SIGINT or SIGHUP stops every process of the run
     # (dataflows.lifetime): workers first, then the quiescent clean-up.
     with stop_signals() as stop:
@@ -312,6 +368,7 @@ def summarize(
     read = {"left": 0, "right": 0}
     shard_peaks = 0
     shards_reported = 0
+    kafka_partitions: dict[str, Any] = {}
     for item in run_stats(cfg):  # with recovery: the newest execution's, per shard/source
         if item.get("kind") == "shard":
             counters.add(JoinCounters.from_dict(item))
@@ -320,6 +377,8 @@ def summarize(
         elif item.get("kind") == "source":
             invalid[item["side"]] += int(item["invalid"])
             read[item["side"]] += int(item["events"])
+            if "kafka" in item:
+                kafka_partitions[item["partition"]] = {"side": item["side"], **item["kafka"]}
     records_in = sum(read.values()) + sum(invalid.values())
     endpoints = _metrics_endpoints(cfg)
     elapsed_s = _without_linger(elapsed_s, started, endpoints)
@@ -359,9 +418,22 @@ def summarize(
         "events_per_s": round(records_in / active_s, 1) if active_s > 0 else 0.0,
         "peak_state_bytes": max(peak_state_bytes, shard_peaks),
         "peak_rss_bytes": peak_rss_bytes,
-        "outputs": {k: os.path.join(cfg.out_dir, k) for k in OUTPUT_KINDS},
+        "outputs": {k: _output(cfg, k) for k in OUTPUT_KINDS},
         "metrics": endpoints,
+        **({"kafka": _kafka_summary(cfg, kafka_partitions)}
+           if cfg.kafka_sides or cfg.kafka.outputs else {}),
     }
+
+
+def _output(cfg: RunConfig, kind: str) -> str:
+    url = cfg.kafka.output_url(kind)
+    return os.path.join(cfg.out_dir, kind) if url is None else str(url)
+
+
+def _kafka_summary(cfg: RunConfig, partitions: dict[str, Any]) -> dict[str, Any]:
+    """``run.json``'s ``kafka`` block: the Kafka settings (secrets redacted), and
+    per source partition its offsets and lag when it ended."""
+    return {**cfg.kafka.to_json(), "partitions": dict(sorted(partitions.items()))}
 
 
 def _metrics_endpoints(cfg: RunConfig) -> list[dict[str, Any]]:
@@ -418,6 +490,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f" peak RSS {s['peak_rss_bytes'] / mib:,.0f} MiB ({rss_of})",
         f"  outputs        {s['outputs']['joined']}/  late/  invalid/  and run.json",
     ]
+    if "kafka" in s:
+        lines[-1:] = _kafka_lines(s)
     hot = s.get("hot_path")
     if hot is not None:  # absent from run.json files of earlier versions
         how = "compiled (mypyc)" if hot["compiled"] else "STALE" if hot["stale"] else "pure Python"
@@ -427,6 +501,25 @@ def format_summary(s: dict[str, Any]) -> str:
         urls = "  ".join(e["url"] for e in endpoints)
         lines.append(f"  metrics        {urls}  (one per process, while it ran)")
     return "\n".join(lines)
+
+
+def _kafka_lines(s: dict[str, Any]) -> list[str]:
+    """The summary's Kafka lines: where the outputs went, and the lag per side."""
+    kafka = s["kafka"]
+    outputs = "  ".join(f"{k}: {v}" for k, v in s["outputs"].items())
+    delivery = f"  (delivery {kafka['delivery']})" if kafka.get("outputs") else ""
+    lines = [f"  outputs        {outputs}{delivery}"]
+    parts = kafka.get("partitions", {})
+    for side in ("left", "right"):
+        mine = [p for p in parts.values() if p.get("side") == side]
+        if mine:
+            records = sum(int(p.get("lag_records", 0)) for p in mine)
+            seconds = max(float(p.get("lag_seconds", 0.0)) for p in mine)
+            errors = sum(sum(p.get("client_errors", {}).values()) for p in mine)
+            lines.append(f"  kafka {side:5}    {len(mine)} partition(s), lag {records:,} "
+                         f"record(s), at most {seconds:,.1f} s behind; {errors} client "
+                         "error(s)")
+    return lines
 
 
 def worker_main(argv: list[str] | None = None) -> int:
@@ -470,9 +563,12 @@ def worker_main(argv: list[str] | None = None) -> int:
 def _work(cfg: RunConfig, process_id: int, addresses_arg: str) -> None:
     from bytewax.testing import cluster_main
 
+    from dataflows.config.kafka_config import with_secrets
     from dataflows.flow import build_flow
     from dataflows.metrics import ProcessMetrics, StatusWriter
     from dataflows.recovering import worker_recovery
+
+    cfg = dataclasses.replace(cfg, kafka=with_secrets(cfg.kafka, os.environ))
 
     # The join makes millions of short-lived objects that form no cycles (events,
     # pairs, output lines); the default gen-0 threshold (700) ran the cycle

@@ -230,6 +230,51 @@ OVERVIEW = Dashboard(
             ),
         ),
         (
+            "Kafka",
+            (
+                Panel(
+                    "Kafka consumer lag (records)",
+                    "How many records wait on the brokers, per Kafka partition (with "
+                    "--until-end: up to the end offsets taken at start)? Empty for file runs.",
+                    (
+                        q(
+                            "sum by (stream, partition) "
+                            "(streamjoin_kafka_consumer_lag_records)",
+                            "{{partition}}",
+                        ),
+                    ),
+                    width=8,
+                ),
+                Panel(
+                    "Kafka consumer lag (seconds behind)",
+                    "How far behind the wall clock is what each side is working through "
+                    "(0 when it has read everything)?",
+                    (
+                        q(
+                            "max by (stream) (streamjoin_kafka_consumer_lag_seconds)",
+                            "{{stream}}",
+                        ),
+                    ),
+                    unit="s",
+                    width=8,
+                ),
+                Panel(
+                    "Kafka client errors per second",
+                    "Are the brokers reachable? librdkafka's errors (it retries them), "
+                    "by client kind and error name.",
+                    (
+                        q(
+                            "sum by (client, error) "
+                            "(rate(streamjoin_kafka_client_errors_total[5m]))",
+                            "{{client}} {{error}}",
+                        ),
+                    ),
+                    unit="ops",
+                    width=8,
+                ),
+            ),
+        ),
+        (
             "State, snapshots and health",
             (
                 Panel(

@@ -7,6 +7,12 @@ that are not idle; it never goes backwards. A partition silent for
 holding ``W`` back until it speaks again; a partition that is closed (its input is
 exhausted) counts as plus infinity. When every partition is closed, ``W`` is
 :data:`WM_MAX`. When every open partition is idle, ``W`` stays where it is.
+
+A partition declared up front counts as active from the tracker's start until
+its first report, whose ``active_ms`` is taken as is: a source may report a
+partition idle from the start (an empty Kafka partition reports
+``active_ms = start - idle timeout``), which must not wait out a timeout here.
+Later reports only move ``active_ms`` forward.
 """
 
 from __future__ import annotations
@@ -41,12 +47,16 @@ class PartitionMark:
 
 
 class _PartitionState:
-    __slots__ = ("active_ms", "closed", "max_ts")
+    __slots__ = ("active_ms", "closed", "max_ts", "reported")
 
-    def __init__(self, max_ts: int | None, active_ms: int, closed: bool) -> None:
+    def __init__(
+        self, max_ts: int | None, active_ms: int, closed: bool, reported: bool = True
+    ) -> None:
         self.max_ts = max_ts
         self.active_ms = active_ms
         self.closed = closed
+        #: False for a partition declared (or restored) before its first report.
+        self.reported = reported
 
 
 class WatermarkTracker:
@@ -63,7 +73,7 @@ class WatermarkTracker:
         self._d = max_out_of_orderness_ms
         self._idle = idle_timeout_ms
         self._parts: dict[str, _PartitionState] = {
-            p: _PartitionState(None, start_ms, False) for p in partitions
+            p: _PartitionState(None, start_ms, False, reported=False) for p in partitions
         }
         self._wm = WM_MIN
 
@@ -84,7 +94,11 @@ class WatermarkTracker:
             return
         if mark.max_ts is not None and (state.max_ts is None or mark.max_ts > state.max_ts):
             state.max_ts = mark.max_ts
-        state.active_ms = max(state.active_ms, mark.active_ms)
+        if state.reported:
+            state.active_ms = max(state.active_ms, mark.active_ms)
+        else:  # the first report: the source knows best (see the module docstring)
+            state.active_ms = mark.active_ms
+            state.reported = True
         state.closed = state.closed or mark.closed
 
     def observe_event(self, partition: str, ts: int, now_ms: int) -> None:
@@ -95,6 +109,7 @@ class WatermarkTracker:
             return
         if state.max_ts is None or ts > state.max_ts:
             state.max_ts = ts
+        state.reported = True
         if now_ms > state.active_ms:
             state.active_ms = now_ms
 
@@ -147,6 +162,6 @@ class WatermarkTracker:
             start_ms=now_ms,
         )
         for p, (max_ts, _active, closed) in state["partitions"].items():
-            tracker._parts[p] = _PartitionState(max_ts, now_ms, bool(closed))
+            tracker._parts[p] = _PartitionState(max_ts, now_ms, bool(closed), reported=False)
         tracker._wm = int(state["watermark"])
         return tracker

@@ -46,6 +46,7 @@ _log = logger("cli")
 _MAIN_EPILOG = """\
 examples:
   streamjoin demo --out demo-out          generate ~1M events, join with 2 processes, validate
+  streamjoin kafka-dev                    a Kafka (mock) and a Schema Registry to try, until Ctrl-C
   streamjoin generate --out data --impressions 100000 --keys 20000
   streamjoin run --left data/impressions.jsonl --right data/plays.jsonl --out out
   streamjoin validate out                 check out/ against the batch join of the inputs
@@ -64,6 +65,11 @@ examples:
 
   # the same keys in a config file (TOML or JSON); flags override it
   streamjoin run --config join.toml --out out2
+
+  # Kafka topics to the end offsets at start, outputs to topics (see docs/kafka.md)
+  streamjoin run --left kafka://127.0.0.1:9092/demo.impressions \\
+      --right kafka://127.0.0.1:9092/demo.plays --until-end \\
+      --out-kafka kafka://127.0.0.1:9092/demo.out --out out-kafka
 
 Durations need a unit: 250ms, 5s, 30m, 2h, 1h30m (a bare number is refused, but
 0 is fine); a negative bound needs '=', e.g. --lower=-10s. A pair (l, r) matches when
@@ -111,12 +117,19 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         "--left-format, --right-key-field and so on set one side (and win over the shared "
         "flag).",
     )
-    src.add_argument("--left", metavar="PATH", help="left input (impressions): file, dir or glob")
-    src.add_argument("--right", metavar="PATH", help="right input (plays): file, dir or glob")
+    src.add_argument(
+        "--left", metavar="PATH|URL",
+        help="left input (impressions): file, dir or glob, or kafka://HOST:PORT[,HOST:PORT]/TOPIC",
+    )
+    src.add_argument(
+        "--right", metavar="PATH|URL",
+        help="right input (plays): file, dir or glob, or kafka://HOST:PORT[,HOST:PORT]/TOPIC",
+    )
     src.add_argument(
         "--format",
         choices=INPUT_FORMATS,
-        help="input format (default: by extension, .csv .jsonl .ndjson .json .avro; else jsonl)",
+        help="input format (default: by extension, .csv .jsonl .ndjson .json .avro; else jsonl); "
+        "for a Kafka topic its values' format: jsonl (JSON, the default) or avro (Confluent Avro)",
     )
     src.add_argument(
         "--key-field",
@@ -192,6 +205,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 
     add_recovery_flags(p)
     add_console_flags(p, progress=True)
+    add_kafka_flags(p)
 
 
 def add_console_flags(p: argparse.ArgumentParser, *, progress: bool = False) -> None:
@@ -215,6 +229,47 @@ def add_console_flags(p: argparse.ArgumentParser, *, progress: bool = False) -> 
             metavar="DURATION",
             help="off a terminal, log a progress line this often (default 10s)",
         )
+
+
+def add_kafka_flags(p: argparse.ArgumentParser) -> None:
+    """The Kafka flags of ``run`` (docs/kafka.md)."""
+    k = p.add_argument_group(
+        "Kafka (--left/--right kafka://HOST:PORT[,HOST:PORT]/TOPIC; see docs/kafka.md)"
+    )
+    k.add_argument(
+        "--kafka-config", action="append", metavar="KEY=VALUE",
+        help="a librdkafka setting (security.protocol=SASL_SSL, sasl.password=...; "
+        "repeatable; wins over the config file's [kafka] table); schema.registry.KEY=VALUE "
+        "sets the Schema Registry client's KEY. Secrets are never shown",
+    )
+    k.add_argument(
+        "--schema-registry", metavar="URL",
+        help="Schema Registry for Confluent Avro values (inputs and outputs)",
+    )
+    k.add_argument("--left-schema", metavar="FILE",
+                   help="Avro reader schema of a Confluent Avro left topic (default: the "
+                   "latest schema of its registry subject TOPIC-value)")
+    k.add_argument("--right-schema", metavar="FILE", help="likewise for the right topic")
+    k.add_argument(
+        "--until-end", action="store_true", default=None,
+        help="read the Kafka inputs up to their end offsets at the first start, then end "
+        "(default: tail until stopped with SIGTERM or Ctrl-C; resume with --recovery-dir)",
+    )
+    k.add_argument(
+        "--out-kafka", metavar="URL",
+        help="send the outputs to topics kafka://HOST:PORT/PREFIX.joined, .late and .invalid "
+        "(which must exist); --out stays the local directory for run.json and counters",
+    )
+    for kind in ("joined", "late", "invalid"):
+        k.add_argument(f"--out-{kind}", metavar="URL",
+                       help=f"send the {kind} output to kafka://HOST:PORT/TOPIC")
+    k.add_argument(
+        "--kafka-delivery", choices=("transactional", "at-least-once"),
+        help="Kafka outputs: transactional (default: a transaction per shard and epoch, "
+        "committed once the epoch's snapshot is durable; consumers set "
+        "isolation.level=read_committed) or at-least-once (falls back to it when the "
+        "brokers refuse transactions and this flag is not given)",
+    )
 
 
 def add_metrics_flags(p: argparse.ArgumentParser) -> None:
@@ -257,11 +312,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example:\n  streamjoin generate --out data --impressions 100000 --keys 20000 "
         "--seed 7 --partitions 2\n",
     )
-    gen.add_argument("--out", required=True, metavar="DIR")
+    gen.add_argument("--out", metavar="DIR", help="where the files go (required without --to)")
     gen.add_argument("--format", choices=INPUT_FORMATS, default="jsonl")
     from dataflows.cli.demo import add_generator_flags
+    from dataflows.cli.kafka_commands import add_generate_kafka_flags, add_kafka_dev_command
 
     add_generator_flags(gen)
+    add_generate_kafka_flags(gen)
     add_console_flags(gen)
 
     run = sub.add_parser(
@@ -286,6 +343,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for command in add_recovery_commands(sub):
         add_console_flags(command, progress=command.prog.endswith("replay"))
+    add_kafka_dev_command(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -377,8 +435,18 @@ def _dispatch(args: argparse.Namespace, console: ConsoleOptions) -> int:
             return recovery_command(args)
         if args.command == "generate":
             from dataflows.cli.demo import generate_command
+            from dataflows.cli.kafka_commands import generate_to_kafka
 
+            if args.to:
+                return generate_to_kafka(args)
+            if not args.out:
+                msg = "generate needs --out DIR (files) or --to kafka://HOST:PORT/PREFIX"
+                raise ConfigError(msg)
             return generate_command(args)
+        if args.command == "kafka-dev":
+            from dataflows.cli.kafka_commands import kafka_dev_command
+
+            return kafka_dev_command(args)
         from dataflows.cli.demo import demo_command
 
         return demo_command(args)

@@ -11,7 +11,9 @@ it but wrong numbers. :func:`store_settings` lists them:
 - ``--shards`` (which shard, state and output file a key belongs to);
 - how each side's input is read: ``--left-format``, ``--left-key-field``,
   ``--left-time-field``, ``--left-time-unit`` and the same for the right side
-  (``--format`` and the like set both);
+  (``--format`` and the like set both); for a Kafka side, its topic
+  (``--left-topic``: the topic of ``--left kafka://...``; not the brokers, which
+  may move, and not the reader schema, which may evolve);
 - how the output is written: ``--output-format``.
 
 Not part of it: what only changes how fast or where the same result is made
@@ -64,6 +66,9 @@ def input_settings(left: InputConfig, right: InputConfig) -> dict[str, str]:
     ):
         for side_cfg in (left, right):
             out[f"--{side_cfg.side}-{name}"] = str(get(side_cfg))
+    for side_cfg in (left, right):
+        if side_cfg.kafka:  # a Kafka side's topic (its brokers may move)
+            out[f"--{side_cfg.side}-topic"] = side_cfg.kafka.rsplit("/", 1)[-1]
     return out
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dataflows.config.kafka_config import KafkaRunConfig
 from dataflows.config.sizes import TIB, format_size
 from dataflows.errors import ConfigError
 from dataflows.inputs import FORMATS, TIME_UNITS, Format, TimeUnit
+from dataflows.kafka import parse_kafka_url
 from joins import JoinSpec, JoinSpecError, Side
 from state.options import DEFAULT_BUDGET_BYTES, MIN_BUDGET_BYTES
 
@@ -31,9 +33,17 @@ DEFAULT_STATE_MEMORY_BYTES = DEFAULT_BUDGET_BYTES
 MIN_STATE_MEMORY_BYTES = MIN_BUDGET_BYTES
 MAX_STATE_MEMORY_BYTES = TIB
 
+#: The input formats a Kafka side can have: its values' format.
+KAFKA_INPUT_FORMATS = ("jsonl", "avro")
+
+
 @dataclass(frozen=True)
 class InputConfig:
-    """One side's input: its files (partitions, in order) and how to decode them."""
+    """One side's input: its files (partitions, in order) or its Kafka topic
+    (``kafka``: a ``kafka://`` URL; partitions are the topic's), and how to
+    decode them. A Kafka side's ``format`` is its values' format: ``jsonl``
+    for JSON values, ``avro`` for Confluent Avro, read with ``reader_schema``
+    (``None``: each record as its writer wrote it)."""
 
     side: Side
     paths: tuple[str, ...]
@@ -41,9 +51,13 @@ class InputConfig:
     key_fields: tuple[str, ...]
     time_field: str
     time_unit: TimeUnit
+    kafka: str = ""
+    reader_schema: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if not self.paths:
+        if self.kafka:
+            _check_kafka_side(self)
+        elif not self.paths:
             msg = f"--{self.side}: no input files"
             raise ConfigError(msg)
         _choice("format", self.format, INPUT_FORMATS)
@@ -56,17 +70,42 @@ class InputConfig:
             raise ConfigError(msg)
 
     def partition_names(self) -> tuple[str, ...]:
-        """One source partition per file: ``side:index:basename``."""
+        """One source partition per file: ``side:index:basename`` (none for a
+        Kafka side, whose partitions the brokers list)."""
         return tuple(f"{self.side}:{i}:{os.path.basename(p)}" for i, p in enumerate(self.paths))
 
+    @property
+    def value_format(self) -> str:
+        """A Kafka side's value format (``json`` or ``confluent-avro``)."""
+        return "confluent-avro" if self.format == "avro" else "json"
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "paths": list(self.paths),
             "format": self.format,
             "key_fields": list(self.key_fields),
             "time_field": self.time_field,
             "time_unit": self.time_unit,
         }
+        if self.kafka:
+            out["kafka"] = self.kafka
+            out["reader_schema"] = self.reader_schema
+        return out
+
+
+def _check_kafka_side(cfg: InputConfig) -> None:
+    parse_kafka_url(cfg.kafka)
+    if cfg.paths:
+        msg = f"--{cfg.side}: a Kafka topic and files cannot be one side's input"
+        raise ConfigError(msg)
+    if cfg.format not in KAFKA_INPUT_FORMATS:
+        msg = (f"--{cfg.side}-format {cfg.format!r}: a Kafka side's format is its values' "
+               "format, jsonl (JSON values) or avro (Confluent Avro)")
+        raise ConfigError(msg)
+    if cfg.reader_schema is not None and cfg.format != "avro":
+        msg = (f"--{cfg.side}-schema is a reader schema for Confluent Avro values; "
+               f"--{cfg.side} is read as {cfg.format}")
+        raise ConfigError(msg)
 
 
 @dataclass(frozen=True)
@@ -109,6 +148,8 @@ class RunConfig:
     #: A side whose share of invalid records exceeds this fails the run (exit
     #: 1, after its outputs are written).
     max_invalid_fraction: float = 0.5
+    #: Kafka inputs and outputs (issue 11, :mod:`dataflows.config.kafka_config`).
+    kafka: KafkaRunConfig = field(default_factory=KafkaRunConfig)
 
     def __post_init__(self) -> None:
         _choice("output-format", self.output_format, OUTPUT_FORMATS)
@@ -137,6 +178,7 @@ class RunConfig:
         if overlap:
             msg = f"a file cannot be both --left and --right: {sorted(overlap)[0]}"
             raise ConfigError(msg)
+        _check_kafka(self)
 
     @property
     def workers(self) -> int:
@@ -144,8 +186,14 @@ class RunConfig:
         return self.processes * self.workers_per_process
 
     def partitions(self) -> tuple[str, ...]:
-        """All source partitions of both sides (the joiner waits for each)."""
+        """All file partitions of both sides (the joiner waits for each; a Kafka
+        side's partitions are the topic's, listed by the flow)."""
         return self.left.partition_names() + self.right.partition_names()
+
+    @property
+    def kafka_sides(self) -> tuple[InputConfig, ...]:
+        """The sides read from Kafka."""
+        return tuple(s for s in (self.left, self.right) if s.kafka)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able copy (what the worker processes are started with)."""
@@ -172,6 +220,7 @@ class RunConfig:
             "resume_epoch": self.resume_epoch,
             "progress_interval_ms": self.progress_interval_ms,
             "max_invalid_fraction": self.max_invalid_fraction,
+            **({"kafka": self.kafka.to_json()} if self.kafka != KafkaRunConfig() else {}),
         }
 
     @classmethod
@@ -185,6 +234,8 @@ class RunConfig:
                 key_fields=tuple(data[side]["key_fields"]),
                 time_field=data[side]["time_field"],
                 time_unit=data[side]["time_unit"],
+                kafka=data[side].get("kafka", ""),
+                reader_schema=data[side].get("reader_schema"),
             )
             for side in ("left", "right")
         }
@@ -201,6 +252,7 @@ class RunConfig:
             **{k: data[k] for k in _RECOVERY_SCALARS if k in data},
             **{k: data[k] for k in _STATE_SCALARS if k in data},
             **{k: data[k] for k in _CONSOLE_SCALARS if k in data},
+            kafka=KafkaRunConfig.from_json(data.get("kafka")),
         )
 
 
@@ -233,6 +285,33 @@ def _check_fraction(name: str, value: object) -> None:
     ):
         msg = f"--{name} must be a fraction from 0 to 1 (0.5: half), got {value!r}"
         raise ConfigError(msg)
+
+
+def _check_kafka(cfg: RunConfig) -> None:
+    kafka = cfg.kafka
+    avro_in = any(s.format == "avro" for s in cfg.kafka_sides)
+    avro_out = bool(kafka.outputs) and cfg.output_format == "avro"
+    if (avro_in or avro_out) and not kafka.registry:
+        what = "Confluent Avro inputs" if avro_in else "Avro outputs to Kafka"
+        msg = f"{what} need a Schema Registry: --schema-registry URL"
+        raise ConfigError(msg)
+    if kafka.until_end and not cfg.kafka_sides:
+        msg = "--until-end is for Kafka inputs (kafka://...); file inputs always end"
+        raise ConfigError(msg)
+    if kafka.outputs and kafka.delivery == "transactional":
+        # Each epoch's transaction stays open until the next snapshot (sinks/kafka.py).
+        timeout = kafka.transaction_timeout_ms()
+        if 2 * cfg.epoch_interval_ms >= timeout:
+            msg = (f"--snapshot-interval {cfg.epoch_interval_ms} ms: a transaction stays open "
+                   f"for up to two intervals, which must stay below the Kafka setting "
+                   f"transaction.timeout.ms ({timeout} ms); shorten the interval or raise it")
+            raise ConfigError(msg)
+    topics = [url for _, url in kafka.outputs] + [s.kafka for s in cfg.kafka_sides]
+    names = [t.rsplit("/", 1)[-1] for t in topics]
+    for name in names:
+        if names.count(name) > 1:
+            msg = f"topic {name!r} is named twice among the Kafka inputs and outputs"
+            raise ConfigError(msg)
 
 
 def _check_state_memory(value: object) -> None:

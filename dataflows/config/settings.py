@@ -39,6 +39,21 @@ latest), ``read_delay`` (a duration; testing only), ``progress_interval`` (a
 duration, default 10s: how often a run off a terminal logs its progress) and
 ``max_invalid_fraction`` (default 0.5: a side with a larger share of invalid
 records fails the run).
+
+Kafka (issue 11, :mod:`dataflows.config.kafka_config`): ``left`` and ``right``
+may be a ``kafka://HOST:PORT[,HOST:PORT]/TOPIC`` URL (the side's format is then
+its values' format: ``jsonl`` for JSON values, the default, or ``avro`` for
+Confluent Avro); ``left_schema`` and ``right_schema`` (an Avro reader schema
+file for a Confluent Avro side; without one, the latest schema of the topic's
+registry subject is read at start); ``schema_registry`` (URL); ``until_end``
+(a boolean); ``out_kafka`` (``kafka://.../PREFIX``: the three outputs to
+``PREFIX.joined``, ``PREFIX.late``, ``PREFIX.invalid``) and ``out_joined``,
+``out_late``, ``out_invalid`` (``kafka://.../TOPIC`` each, winning over
+``out_kafka``); ``kafka_delivery`` (``transactional`` or ``at-least-once``).
+librdkafka settings come from a config file's ``[kafka]`` table and from
+``kafka_config`` (``--kafka-config KEY=VALUE``, repeatable; in the environment
+``STREAMJOIN_KAFKA_CONFIG`` with one ``KEY=VALUE`` a line), which wins key by
+key. Secret values are never shown (``***``).
 """
 
 from __future__ import annotations
@@ -54,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from dataflows.config.durations import format_duration, parse_duration
+from dataflows.config.kafka_config import OUTPUT_KINDS, KafkaRunConfig
 from dataflows.config.run_config import (
     DEFAULT_SHARDS,
     DEFAULT_STATE_MEMORY_BYTES,
@@ -63,12 +79,14 @@ from dataflows.config.run_config import (
 from dataflows.config.sizes import format_size, parse_size
 from dataflows.errors import ConfigError
 from dataflows.inputs import Format
+from dataflows.kafka import KafkaSettings, is_kafka_url, output_topics, parse_kafka_url
+from dataflows.kafka.settings import REDACTED, is_secret
 from joins import HOWS, SIDES, JoinSpec, JoinSpecError, Side
 
 #: Settings every input side has, each also settable per side (``left_<name>``).
 SIDE_SETTINGS = ("format", "key_field", "time_field", "time_unit")
 #: Paths, which a config file gives relative to its own folder.
-_PATHS = ("left", "right", "out", "state_dir", "recovery_dir")
+_PATHS = ("left", "right", "out", "state_dir", "recovery_dir", "left_schema", "right_schema")
 #: Every setting a flag, an environment variable or a config file may set.
 KEYS = (
     "left",
@@ -103,7 +121,19 @@ KEYS = (
     "resume_epoch",
     "progress_interval",
     "max_invalid_fraction",
+    "left_schema",
+    "right_schema",
+    "schema_registry",
+    "until_end",
+    "out_kafka",
+    "out_joined",
+    "out_late",
+    "out_invalid",
+    "kafka_delivery",
+    "kafka_config",
 )
+#: The config file's table of librdkafka settings (``[kafka]``), not a setting.
+KAFKA_TABLE = "kafka"
 #: Old names still read from config files (and flag destinations).
 ALIASES = {"epoch_interval": "snapshot_interval"}
 _DURATIONS = (
@@ -148,6 +178,16 @@ DEFAULTS: dict[str, Any] = {
     "resume_epoch": 0,
     "progress_interval": "10s",
     "max_invalid_fraction": 0.5,
+    "left_schema": None,
+    "right_schema": None,
+    "schema_registry": None,
+    "until_end": False,
+    "out_kafka": None,
+    "out_joined": None,
+    "out_late": None,
+    "out_invalid": None,
+    "kafka_delivery": None,
+    "kafka_config": None,
 }
 #: Input formats by file extension (when no format is set).
 EXTENSION_FORMATS: dict[str, Format] = {
@@ -159,7 +199,7 @@ EXTENSION_FORMATS: dict[str, Format] = {
 }
 ENV_PREFIX = "STREAMJOIN_"
 #: ``STREAMJOIN_*`` variables that are not settings of a run.
-_ENV_OTHER = ("STREAMJOIN_CONFIG", "STREAMJOIN_LOG_LEVEL")
+_ENV_OTHER = ("STREAMJOIN_CONFIG", "STREAMJOIN_LOG_LEVEL", "STREAMJOIN_KAFKA_SECRETS")
 #: What the sources are called in :class:`Setting`'s ``origin``; a higher rank wins.
 _RANK = {"default": 0, "extension": 0, "file": 1, "env": 2, "flag": 3}
 
@@ -241,6 +281,9 @@ def read_config_file(path: str) -> dict[str, Any]:
     for key, value in data.items():
         norm = key.replace("-", "_")
         norm = ALIASES.get(norm, norm)
+        if norm == KAFKA_TABLE:
+            out[KAFKA_TABLE] = KafkaSettings.from_section(value).values
+            continue
         if norm not in KEYS:
             msg = f"--config {path!r}: unknown setting {key!r}; {_did_you_mean(norm)}"
             raise ConfigError(msg)
@@ -254,7 +297,7 @@ def _did_you_mean(name: str) -> str:
 
 
 def _relative_to(base: Path, value: Any) -> Any:
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and value and not is_kafka_url(value):
         return str(base / Path(value).expanduser())
     if isinstance(value, list):
         return [_relative_to(base, v) for v in value]
@@ -296,6 +339,7 @@ def resolve(
     if config_file:
         name = os.path.relpath(config_file) if not config_file.startswith("..") else config_file
         for key, value in read_config_file(config_file).items():
+            # The [kafka] table rides along under its own name (see _kafka_config).
             resolved[key] = Setting(value, f"file {name}")
     env_values, warnings = read_environ(env)
     for key, value in env_values.items():
@@ -401,11 +445,63 @@ def _fraction(name: str, value: object) -> float:
     except (TypeError, ValueError):
         msg = f"{flag_of(name)} must be a fraction from 0 to 1 (0.5: half), got {value!r}"
         raise ConfigError(msg) from None
+def _kafka_input(side: Side, value: Any) -> str | None:
+    """The ``kafka://`` URL of a side given as one, else ``None``."""
+    values = [value] if isinstance(value, str) else list(value or [])
+    urls = [v for v in values if isinstance(v, str) and is_kafka_url(v)]
+    if not urls:
+        return None
+    if len(values) > 1:
+        msg = f"--{side}: one Kafka topic, or files; got {len(values)} inputs with a kafka:// URL"
+        raise ConfigError(msg)
+    return str(parse_kafka_url(urls[0]))
+
+
+def _reader_schema(side: Side, path: Any) -> dict[str, Any] | None:
+    """The Avro reader schema in the file ``--<side>-schema`` names."""
+    if path is None:
+        return None
+    import fastavro
+
+    flag = f"--{side}-schema"
+    try:
+        schema = json.loads(Path(str(path)).read_text(encoding="utf-8"))
+    except OSError as exc:
+        msg = f"{flag} {path!r}: cannot read: {exc.strerror}"
+        raise ConfigError(msg) from exc
+    except ValueError as exc:
+        msg = f"{flag} {path!r}: not JSON: {exc}"
+        raise ConfigError(msg) from exc
+    try:
+        fastavro.parse_schema(schema)
+    except Exception as exc:  # fastavro raises several types on bad schemas
+        msg = f"{flag} {path!r}: not a valid Avro schema: {exc}"
+        raise ConfigError(msg) from exc
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        msg = f"{flag} {path!r}: the reader schema must be an Avro record"
+        raise ConfigError(msg)
+    return schema
 
 
 def _input_config(resolved: Mapping[str, Setting], side: Side) -> InputConfig:
-    paths = expand_paths(side, resolved[side].value)
     own = {name: _side_setting(resolved, side, name) for name in SIDE_SETTINGS}
+    schema_path = resolved[f"{side}_schema"].value
+    kafka = _kafka_input(side, resolved[side].value)
+    if kafka is not None:
+        return InputConfig(
+            side=side,
+            paths=(),
+            format=own["format"].value,
+            key_fields=_key_fields(own["key_field"].value),
+            time_field=str(own["time_field"].value),
+            time_unit=own["time_unit"].value,
+            kafka=kafka,
+            reader_schema=_reader_schema(side, schema_path),
+        )
+    if schema_path is not None:
+        msg = f"--{side}-schema is for a Kafka topic of Confluent Avro values (--{side} kafka://...)"
+        raise ConfigError(msg)
+    paths = expand_paths(side, resolved[side].value)
     fmt = _format_of(side, own["format"], paths)
     return InputConfig(
         side=side,
@@ -414,6 +510,71 @@ def _input_config(resolved: Mapping[str, Setting], side: Side) -> InputConfig:
         key_fields=_key_fields(own["key_field"].value),
         time_field=str(own["time_field"].value),
         time_unit=own["time_unit"].value,
+    )
+
+
+def _bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    msg = f"{flag_of(name)} must be true or false, got {value!r}"
+    raise ConfigError(msg)
+
+
+def _kafka_pairs(value: Any) -> list[str]:
+    """``kafka_config`` as ``KEY=VALUE`` strings: a list (flags, a file), or the
+    environment's text with one pair a line."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [line for line in value.splitlines() if line.strip()]
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    msg = "--kafka-config must be KEY=VALUE pairs (kafka_config = [\"k=v\"] in a file)"
+    raise ConfigError(msg)
+
+
+def kafka_settings(resolved: Mapping[str, Setting]) -> list[tuple[str, str, str]]:
+    """``(key, value, origin)`` of every librdkafka setting: the config file's
+    ``[kafka]`` table, overridden key by key by ``kafka_config``."""
+    rows: dict[str, tuple[str, str]] = {}
+    table = resolved.get(KAFKA_TABLE)
+    if table is not None:
+        for key, value in KafkaSettings.from_section(table.value).values.items():
+            rows[key] = (value, table.origin)
+    pairs = resolved.get("kafka_config")
+    if pairs is not None and pairs.value is not None:
+        for key, value in KafkaSettings.from_pairs(_kafka_pairs(pairs.value)).values.items():
+            rows[key] = (value, pairs.origin)
+    return [(k, v, o) for k, (v, o) in sorted(rows.items())]
+
+
+def _kafka_outputs(merged: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    outputs: dict[str, str] = {}
+    if merged["out_kafka"]:
+        for kind, url in output_topics(parse_kafka_url(str(merged["out_kafka"]))).items():
+            outputs[kind] = str(url)
+    for kind in OUTPUT_KINDS:
+        one = merged[f"out_{kind}"]
+        if one:
+            outputs[kind] = str(parse_kafka_url(str(one)))
+    return tuple(sorted(outputs.items()))
+
+
+def _kafka_config(resolved: Mapping[str, Setting]) -> KafkaRunConfig:
+    merged = {k: s.value for k, s in resolved.items()}
+    delivery = merged["kafka_delivery"]
+    return KafkaRunConfig(
+        settings=KafkaSettings({k: v for k, v, _ in kafka_settings(resolved)}),
+        registry=str(merged["schema_registry"] or "").rstrip("/"),
+        until_end=_bool("until_end", merged["until_end"]),
+        delivery=str(delivery or "transactional"),
+        delivery_given=delivery is not None,
+        outputs=_kafka_outputs(merged),
     )
 
 
@@ -437,6 +598,10 @@ def config_of(resolved: Mapping[str, Setting]) -> RunConfig:
             raise ConfigError(msg)
     if not merged.get("out"):
         msg = "--out is required: the directory to write joined/, late/, invalid/ to"
+        raise ConfigError(msg)
+    if is_kafka_url(str(merged["out"])):
+        msg = ("--out is the run's local directory (run.json, counters, outputs that are "
+               "files); send the outputs to Kafka with --out-kafka kafka://HOST:PORT/PREFIX")
         raise ConfigError(msg)
     durations = {name: _duration_ms(name, merged[name]) for name in _DURATIONS}
     if durations["lower"] > durations["upper"]:
@@ -488,6 +653,7 @@ def config_of(resolved: Mapping[str, Setting]) -> RunConfig:
         resume_epoch=_int("resume_epoch", merged["resume_epoch"]),
         progress_interval_ms=durations["progress_interval"],
         max_invalid_fraction=_fraction("max_invalid_fraction", merged["max_invalid_fraction"]),
+        kafka=_kafka_config(resolved),
     )
 
 
@@ -524,19 +690,32 @@ def effective_settings(
         "resume_epoch": cfg.resume_epoch or None,
         "progress_interval": format_duration(cfg.progress_interval_ms),
         "max_invalid_fraction": cfg.max_invalid_fraction,
+        "left_schema": resolved["left_schema"].value,
+        "right_schema": resolved["right_schema"].value,
+        "schema_registry": cfg.kafka.registry or None,
+        "until_end": cfg.kafka.until_end,
+        "out_kafka": resolved["out_kafka"].value,
+        # Unset: transactional, or at-least-once where the brokers refuse transactions.
+        "kafka_delivery": cfg.kafka.delivery if cfg.kafka.delivery_given else None,
+        **{f"out_{kind}": _shown_output(cfg, kind) for kind in OUTPUT_KINDS},
     }
     rows: list[tuple[str, Any, str]] = []
     for key in KEYS:
         if key in SIDE_SETTINGS or any(key == f"{s}_{n}" for s in SIDES for n in SIDE_SETTINGS):
             continue
+        if key == "kafka_config":  # shown as the [kafka] table (format_settings)
+            continue
         origin = resolved[key].origin if key in resolved else "default"
         if key == "state_dir" and origin == "default":
             origin = "default (OUT/state)"
+        if key.startswith("out_") and key != "out_kafka" and used[key] is not None:
+            if origin == "default":
+                origin = resolved["out_kafka"].origin
         if key not in SIDES:
             rows.append((key, used[key], origin))
             continue
         side_cfg = cfg.left if key == "left" else cfg.right
-        rows.append((key, list(side_cfg.paths), origin))
+        rows.append((key, side_cfg.kafka or list(side_cfg.paths), origin))
         shown = {
             "format": side_cfg.format,
             "key_field": ",".join(side_cfg.key_fields),
@@ -548,14 +727,29 @@ def effective_settings(
             if name == "format":
                 own = _format_of(key, own, side_cfg.paths)
             rows.append((f"{key}_{name}", shown[name], own.origin))
+    for key, value, origin in kafka_settings(resolved):
+        rows.append((f"{KAFKA_TABLE}.{key}", REDACTED if is_secret(key) else value, origin))
     return rows
+
+
+def _shown_output(cfg: RunConfig, kind: str) -> str | None:
+    url = cfg.kafka.output_url(kind)
+    return None if url is None else str(url)
 
 
 def format_settings(rows: list[tuple[str, Any, str]]) -> str:
     """``--print-config``: the settings as TOML (a config file can be made of it),
     each with where it came from."""
     lines = ["# streamjoin run: resolved settings (flag > env STREAMJOIN_* > file > default)"]
+    table = [(n[len(KAFKA_TABLE) + 1:], v, o) for n, v, o in rows
+             if n.startswith(KAFKA_TABLE + ".")]
+    rows = [r for r in rows if not r[0].startswith(KAFKA_TABLE + ".")]
+    if table:  # a TOML table comes after every top-level key
+        rows += [("[" + KAFKA_TABLE + "]", None, "")] + [(f"{n!r}", v, o) for n, v, o in table]
     for name, value, origin in rows:
+        if name.startswith("["):
+            lines.append(name + "  # librdkafka settings; secrets shown as ***")
+            continue
         if value is None:
             lines.append(f"# {name} is not set{'' if origin == 'default' else ' (' + origin + ')'}")
             continue

@@ -18,6 +18,8 @@ values is :mod:`dataflows.inputs.kafka_records`).
   (:class:`MockCluster`, :class:`MockClusterProcess`);
 - :mod:`~dataflows.kafka.produce`: records to a topic as JSON or Confluent Avro
   (tests, ``generate --to kafka://``);
+- :mod:`~dataflows.kafka.spool`: the records of a sink shard's transactions
+  on disk until each is committed, and the committed set (:func:`committed_labels`);
 - :mod:`~dataflows.kafka.dev`: a mock cluster and a registry to try things by
   hand (``streamjoin kafka-dev``);
 - :mod:`~dataflows.kafka.errors`: :class:`KafkaClientError`, :class:`RegistryError`.
@@ -27,13 +29,14 @@ from __future__ import annotations
 
 from dataflows.kafka.clients import (
     ClientErrors,
+    ensure_topic,
     make_admin,
     make_consumer,
     make_producer,
     topic_partitions,
     watermarks,
 )
-from dataflows.kafka.errors import KafkaClientError, RegistryError
+from dataflows.kafka.errors import KafkaClientError, NoSubject, RegistryError
 from dataflows.kafka.mock_cluster import MockCluster, MockClusterProcess, parse_topic_spec
 from dataflows.kafka.registry import SchemaRegistry, subject_of
 from dataflows.kafka.registry_server import LocalSchemaRegistry
@@ -48,8 +51,10 @@ __all__ = [
     "LocalSchemaRegistry",
     "MockCluster",
     "MockClusterProcess",
+    "NoSubject",
     "RegistryError",
     "SchemaRegistry",
+    "ensure_topic",
     "is_kafka_url",
     "make_admin",
     "make_consumer",

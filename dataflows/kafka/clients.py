@@ -167,3 +167,29 @@ def watermarks(consumer: Consumer, topic: str, partition: int, timeout_s: float 
                "check that the brokers are up")
         raise KafkaClientError(msg) from exc
     return int(low), int(high)
+
+
+def ensure_topic(settings: KafkaSettings, bootstrap: str, topic: str, partitions: int,
+                 timeout_s: float = 10.0) -> int:
+    """Make sure ``topic`` exists with at least ``partitions`` partitions (created
+    through the admin API when missing, where the brokers allow it); returns its
+    partition count."""
+    try:
+        return len(topic_partitions(settings, bootstrap, topic, timeout_s))
+    except KafkaClientError:
+        pass
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    admin = make_admin(settings, bootstrap)
+    future = admin.create_topics([NewTopic(topic, partitions)],
+                                 operation_timeout=timeout_s)[topic]
+    try:
+        future.result(timeout_s)
+    except Exception as exc:  # a KafkaException, or a timeout where CreateTopics is missing
+        why = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else (
+            str(exc) or type(exc).__name__)
+        msg = (f"Kafka topic {topic!r} does not exist on {bootstrap} and cannot be created "
+               f"here ({why}); create it with {partitions} partitions first (with "
+               f"librdkafka's mock cluster: streamjoin kafka-dev --topic {topic}:{partitions})")
+        raise KafkaClientError(msg) from exc
+    return len(topic_partitions(settings, bootstrap, topic, timeout_s))

@@ -20,3 +20,7 @@ class KafkaClientError(StreamJoinError):
 class RegistryError(StreamJoinError):
     """The Schema Registry cannot be reached or refuses a request (an incompatible
     schema, a subject that does not exist)."""
+
+
+class NoSubject(RegistryError):
+    """The Schema Registry has no such subject (nothing registered under it)."""

@@ -151,7 +151,10 @@ class MockClusterProcess:
     """A :class:`MockCluster` in a helper process, driven over its stdin."""
 
     def __init__(self, brokers: int = 1, topics: dict[str, int] | None = None) -> None:
-        args = [sys.executable, "-m", "dataflows.kafka.mock_cluster", "--brokers", str(brokers)]
+        # ``-c`` rather than ``-m``: the package imports this module first, and
+        # runpy would warn about running a module that is already imported.
+        args = [sys.executable, "-c", "import sys; from dataflows.kafka.mock_cluster import main; "
+                "sys.exit(main())", "--brokers", str(brokers)]
         for name, parts in (topics or {}).items():
             args += ["--topic", f"{name}:{parts}"]
         self._proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments

@@ -36,7 +36,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from dataflows.errors import ConfigError
 from dataflows.inputs.kafka_records import UnknownSchemaId
-from dataflows.kafka.errors import RegistryError
+from dataflows.kafka.errors import NoSubject, RegistryError
 
 T = TypeVar("T")
 
@@ -159,7 +159,7 @@ class SchemaRegistry:
             if exc.error_code in _NOT_FOUND or exc.http_status_code == 404:
                 msg = (f"Schema Registry {self.url} has no subject {subject!r}; register the "
                        "topic's schema first or give the reader schema as a file")
-                raise RegistryError(msg) from exc
+                raise NoSubject(msg) from exc
             what = f"read the latest schema of {subject!r}"
             raise self._fail(what, exc) from exc
         except Exception as exc:

@@ -10,7 +10,8 @@ time, and how a run serves it.
   hottest keys' share, without naming a key;
   :mod:`~dataflows.metrics.histogram`: a histogram observed a batch at a time;
   :mod:`~dataflows.metrics.reasons`: the bounded ``reason`` label of dead
-  letters;
+  letters; :mod:`~dataflows.metrics.kafka`: Kafka consumer lag per partition
+  and client errors;
 - :mod:`~dataflows.metrics.server`: serving ``/metrics`` over HTTP;
   :mod:`~dataflows.metrics.wiring`: one bundle and one endpoint per process of
   a run;
@@ -26,6 +27,7 @@ from __future__ import annotations
 from dataflows.metrics.bundle import JoinMetrics
 from dataflows.metrics.collector import ROCKSDB_PROPERTIES, StateCollector
 from dataflows.metrics.hotkeys import HOT_KEY_RANKS
+from dataflows.metrics.kafka import KafkaCollector
 from dataflows.metrics.reasons import REASON_CLASSES, reason_class
 from dataflows.metrics.server import (
     DEFAULT_METRICS_PORT,
@@ -50,6 +52,7 @@ __all__ = [
     "REASON_CLASSES",
     "ROCKSDB_PROPERTIES",
     "JoinMetrics",
+    "KafkaCollector",
     "MetricsServer",
     "ProcessMetrics",
     "ProgressWatch",

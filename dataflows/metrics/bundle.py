@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from dataflows.metrics.collector import RuntimeCollector, StateCollector
 from dataflows.metrics.histogram import BatchHistogram
 from dataflows.metrics.hotkeys import HOT_KEY_RANKS, HotKeys, SampledHotKeys
+from dataflows.metrics.kafka import KafkaCollector
 from dataflows.metrics.progress import ProcessProgress
 from dataflows.metrics.reasons import REASON_CLASSES, reason_class
 from dataflows.sources import PartitionRead
@@ -235,6 +236,9 @@ class JoinMetrics:
         self.hot_key_sample = hot_key_sample
         self.hot_keys: dict[Side, HotKeys] = self._hot.sides
         r.register(RuntimeCollector(self))
+        #: Kafka consumer lag and client errors (the Kafka sources and sinks register).
+        self.kafka = KafkaCollector()
+        r.register(self.kafka)
         if process_collector:
             ProcessCollector(registry=r)
         self._init_series()

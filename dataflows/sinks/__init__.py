@@ -15,6 +15,12 @@ counters every shard and source partition reports.
   inputs (a side's invalid share against ``--max-invalid-fraction``, a side
   without valid events).
 
+- :mod:`~dataflows.sinks.kafka`: :class:`KafkaRowSink`, an output to a Kafka
+  topic (transactions per shard committed once their epoch is durable, the
+  records spooled by :mod:`dataflows.kafka.spool` until then; or at
+  least once); :mod:`~dataflows.sinks.kafka_start`: the output topics and the
+  delivery, settled before a run starts (:func:`prepare_kafka_outputs`).
+
 The records they write are built in :mod:`dataflows.outputs`.
 """
 
@@ -22,6 +28,8 @@ from __future__ import annotations
 
 from dataflows.sinks.executions import ExecutionRecord, Executions, read_executions
 from dataflows.sinks.files import RowFileSink
+from dataflows.sinks.kafka import KafkaRowPartition, KafkaRowSink, kafka_sink, ticks
+from dataflows.sinks.kafka_start import prepare_kafka_outputs
 from dataflows.sinks.out_dir import (
     OUTPUT_KINDS,
     check_out_dir,
@@ -46,15 +54,20 @@ __all__ = [
     "ExecutionStatsSink",
     "Executions",
     "InputVerdict",
+    "KafkaRowPartition",
+    "KafkaRowSink",
     "RowFileSink",
     "StatsSink",
     "check_out_dir",
     "config_path",
     "input_verdict",
+    "kafka_sink",
+    "prepare_kafka_outputs",
     "prepare_out_dir",
     "read_executions",
     "read_stats",
     "run_stats",
     "stats_dir",
+    "ticks",
     "write_config",
 ]

@@ -45,15 +45,18 @@ rather than skipping them silently.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
+from dataflows.config import RunConfig
+from dataflows.console import reports_failures
 from dataflows.inputs import Invalid, SourceFormat
 from dataflows.inputs.kafka_records import (
     KafkaRecordDecoder,
@@ -68,10 +71,12 @@ from dataflows.kafka import (
     RegistryError,
     SchemaRegistry,
     make_consumer,
+    parse_kafka_url,
     topic_partitions,
     watermarks,
 )
-from dataflows.sources.marks import Clock, MarkStamper, SourceBatch, wall_ms
+from dataflows.sources.files import source_format
+from dataflows.sources.marks import Clock, MarkStamper, PartitionRead, SourceBatch, wall_ms
 from joins import Event, Side
 
 log = logging.getLogger("streamjoin.kafka.source")
@@ -87,6 +92,13 @@ class KafkaPosition:
     invalid: int = 0
     #: ``until_end`` only: the end offset taken at the first start.
     end_offset: int | None = None
+    #: The first offset the first start read from (the low watermark then).
+    first_offset: int | None = None
+    #: Which Avro reader schema read which offsets: ``(from offset, schema as
+    #: canonical JSON text, "" for none)``, a new entry at each resume whose
+    #: reader schema changed (schema evolution; ``validate`` reads each record
+    #: as the run did).
+    readers: tuple[tuple[int, str], ...] = ()
     version: int = 1
 
 
@@ -117,6 +129,11 @@ class KafkaSourceOptions:
     metadata_timeout_s: float = 10.0
 
 
+def reader_text(schema: dict[str, Any] | None) -> str:
+    """A reader schema as canonical JSON text (``""`` for none)."""
+    return "" if schema is None else json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
 class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
     """One Kafka partition of one side."""
 
@@ -143,6 +160,11 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
         )
         low, high = watermarks(self._consumer, self._topic, partition, options.metadata_timeout_s)
         self._next = resume.next_offset if resume is not None else low
+        self._first = resume.first_offset if resume is not None else low
+        reader = reader_text(spec.reader_schema)
+        self._readers = resume.readers if resume is not None else ()
+        if not self._readers or self._readers[-1][1] != reader:
+            self._readers = (*self._readers, (self._next, reader))
         self._end: int | None = None
         if options.until_end:
             self._end = resume.end_offset if resume and resume.end_offset is not None else high
@@ -160,6 +182,9 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
         self._pending: list[Message] = []
         self._awake: datetime | None = None
         self._done = False
+        self._closed = False
+        #: Event time of the last event read (lag in seconds: :meth:`lag_seconds`).
+        self.last_ts: int | None = None
         start = resume.next_offset if resume is not None else OFFSET_BEGINNING
         self._consumer.assign([TopicPartition(self._topic, partition, start)])
 
@@ -196,6 +221,7 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
         self._next = position
         return records
 
+    @reports_failures
     def next_batch(self) -> list[SourceBatch]:
         if self._done:
             raise StopIteration
@@ -205,7 +231,10 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
         lagging = not self.caught_up
         msgs = self._poll()
         if self._end is not None:
+            # A fetch may bring records past the end taken at start: not this
+            # run's, and the position stays at the end (run.json, validate).
             msgs = [m for m in msgs if (m.offset() or 0) < self._end]
+            self._next = min(self._next, self._end)
         try:
             items = self._decoder.decode(self.name, [(m.offset() or 0, m.value()) for m in msgs])
         except RegistryError as exc:
@@ -221,6 +250,8 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
             (events if type(item) is Event else invalid).append(item)  # type: ignore[arg-type]
         self._events += len(events)
         self._invalid += len(invalid)
+        if events:
+            self.last_ts = events[-1].ts
         if lagging or not self.caught_up:
             # Lagging (up to this read): records were waiting on the broker, so
             # silence is not idleness; the idle timeout runs from catching up.
@@ -230,7 +261,12 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
             self._sleep(self._options.poll_interval_ms)
             if not broadcast:
                 return []
-        return [SourceBatch(self._side, events, invalid, mark, broadcast)]
+        return [SourceBatch(self._side, events, invalid, mark, broadcast, None, self._read())]
+
+    def _read(self) -> PartitionRead:
+        """How far the partition has read, with its consumer lag as the backlog
+        (the progress line shows it)."""
+        return PartitionRead(self._next, self._events, self._invalid, self.lag_records())
 
     def _sleep(self, ms: int) -> None:
         self._awake = datetime.now(UTC) + timedelta(milliseconds=ms)
@@ -239,27 +275,59 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
         self._done = True
         mark, _ = self._stamper.stamp([], closed=True)
         totals = {"kind": "source", "partition": self.name, "side": self._side,
-                  "events": self._events, "invalid": self._invalid}
-        return SourceBatch(self._side, [], [], mark, True, totals)
+                  "events": self._events, "invalid": self._invalid, "kafka": self.report()}
+        return SourceBatch(self._side, [], [], mark, True, totals, self._read())
+
+    def report(self) -> dict[str, Any]:
+        """Where the partition stands (``run.json``'s ``kafka.partitions``)."""
+        lag = self.lag_records()
+        return {"topic": self._topic, "partition": self._partition,
+                "first_offset": self._first, "end_offset": self._end,
+                "next_offset": self._next, "high_watermark": self.high_watermark,
+                "lag_records": lag, "lag_seconds": self.lag_seconds(),
+                "last_ts": self.last_ts, "client_errors": dict(self.errors.counts),
+                "readers": [[offset, json.loads(text) if text else None]
+                            for offset, text in self._readers]}
 
     def next_awake(self) -> datetime | None:
         return self._awake
 
+    @reports_failures
     def snapshot(self) -> KafkaPosition:
         return KafkaPosition(self._next, self._stamper.max_ts, self._events, self._invalid,
-                             self._end)
+                             self._end, self._first, self._readers)
+
+    @property
+    def side(self) -> Side:
+        return self._side
 
     def lag_records(self) -> int:
         """Records on the broker not yet read, from the high watermark of the last
-        fetch (librdkafka's cached value: no request to the broker)."""
-        cached = self._consumer.get_watermark_offsets(
-            TopicPartition(self._topic, self._partition), cached=True
-        )
-        if cached is not None and cached[1] >= 0:
-            self.high_watermark = max(self.high_watermark, int(cached[1]))
-        return max(0, self.high_watermark - self._next)
+        fetch (librdkafka's cached value: no request to the broker). Also called
+        by a metrics scrape, from another thread."""
+        if not self._closed:
+            try:
+                cached = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, self._partition), cached=True
+                )
+            except (KafkaException, RuntimeError):  # closed meanwhile, or no fetch yet
+                cached = None
+            if cached is not None and cached[1] >= 0:
+                self.high_watermark = max(self.high_watermark, int(cached[1]))
+        end = self.high_watermark if self._end is None else min(self._end, self.high_watermark)
+        return max(0, end - self._next)
+
+    def lag_seconds(self, now_ms: int | None = None) -> float:
+        """How far behind the partition's reading is: 0 when nothing waits on the
+        broker, else the wall clock minus the event time of the last event read
+        (the age of what it is working through)."""
+        if self.lag_records() == 0 or self.last_ts is None:
+            return 0.0
+        now = self._clock() if now_ms is None else now_ms
+        return max(0.0, (now - self.last_ts) / 1000.0)
 
     def close(self) -> None:
+        self._closed = True
         self._consumer.close()
 
 
@@ -276,7 +344,9 @@ class KafkaSource(FixedPartitionedSource[SourceBatch, KafkaPosition]):
         registry_url: str | None = None,
         registry_conf: dict[str, str] | None = None,
         clock: Clock = wall_ms,
+        on_partition: Callable[[KafkaPartition], None] | None = None,
     ) -> None:
+        self._on_partition = on_partition
         self._inputs = list(inputs)
         self._settings = settings
         self._options = options
@@ -315,9 +385,42 @@ class KafkaSource(FixedPartitionedSource[SourceBatch, KafkaPosition]):
             )
         return decoder
 
+    @reports_failures
     def build_part(
         self, step_id: str, for_part: str, resume_state: KafkaPosition | None
     ) -> KafkaPartition:
         spec, partition = self.partitions()[for_part]
-        return KafkaPartition(spec, partition, self._settings, self._decoder(spec),
+        part = KafkaPartition(spec, partition, self._settings, self._decoder(spec),
                               self._options, resume_state, self._clock)
+        if self._on_partition is not None:
+            self._on_partition(part)  # the metrics' lag and client errors
+        return part
+
+
+def kafka_inputs(cfg: RunConfig) -> list[KafkaInput]:
+    """The Kafka sides of a run, as the source reads them."""
+    return [
+        KafkaInput(side.side, parse_kafka_url(side.kafka), source_format(side),
+                   "confluent-avro" if side.format == "avro" else "json", side.reader_schema)
+        for side in cfg.kafka_sides
+    ]
+
+
+def kafka_source(
+    cfg: RunConfig,
+    *,
+    clock: Clock = wall_ms,
+    on_partition: Callable[[KafkaPartition], None] | None = None,
+) -> KafkaSource:
+    """The :class:`KafkaSource` of a run's Kafka sides."""
+    options = KafkaSourceOptions(
+        batch_size=cfg.batch_size,
+        heartbeat_ms=cfg.heartbeat_ms,
+        idle_timeout_ms=cfg.spec.idle_timeout_ms,
+        until_end=cfg.kafka.until_end,
+    )
+    return KafkaSource(
+        kafka_inputs(cfg), cfg.kafka.client_settings(), options,
+        registry_url=cfg.kafka.registry or None, registry_conf=cfg.kafka.registry_conf(),
+        clock=clock, on_partition=on_partition,
+    )

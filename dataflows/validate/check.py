@@ -46,6 +46,7 @@ from dataflows.validate.compare import check_invalid, check_late_identity, compa
 from dataflows.validate.counters import check_counters
 from dataflows.validate.expected import create_expected_tables
 from dataflows.validate.joined import load_joined
+from dataflows.validate.kafka_topics import kafka_twin
 from dataflows.validate.reading import dead_letters, load_inputs, stage_inputs
 from dataflows.validate.report import Finding, FindingCollector, ValidationReport
 from dataflows.validate.run_file import load_run
@@ -61,6 +62,10 @@ def validate(
     """Validate the run in ``run_dir`` (see the module docstring)."""
     started = time.monotonic()
     root = Path(run_dir)
+    with kafka_twin(root, max_examples) as twin:  # topics read into a run of files
+        if twin is not None:
+            return twin.report(validate(twin.run_dir, max_examples=max_examples,
+                                        parallel_bytes=parallel_bytes))
     run = load_run(root)
     check = FindingCollector(max_examples)
     stats: dict[str, int] = {}

@@ -84,3 +84,45 @@ def test_kafka_dev_starts_a_cluster_and_a_registry() -> None:
         stop.set()
         runner.join(10)
     assert not runner.is_alive()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "avro"])
+def test_generate_to_kafka_puts_file_i_on_partition_i(
+    tmp_path: Path, kafka: KafkaHost, registry: LocalSchemaRegistry, fmt: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests_kafka_read import read_values
+
+    from dataflows.cli.command import main
+
+    prefix = f"g{uuid.uuid4().hex[:8]}"
+    for stem in ("impressions", "plays"):
+        kafka.create_topic(f"{prefix}.{stem}", 3)  # one more than the files: stays empty
+    args = ["generate", "--to", f"kafka://{kafka.bootstrap}/{prefix}", "--out", str(tmp_path),
+            "--impressions", "300", "--keys", "60", "--partitions", "2", "--format", fmt]
+    if fmt == "avro":
+        args += ["--schema-registry", registry.url, "--malformed-fraction", "0"]
+    assert main(args) == 0
+    shown = capsys.readouterr().out
+    assert f"--left kafka://{kafka.bootstrap}/{prefix}.impressions" in shown
+    for stem in ("impressions", "plays"):
+        values = read_values(kafka.bootstrap, f"{prefix}.{stem}", 3)
+        for i in range(2):
+            path = tmp_path / f"{stem}-{i:03d}.{fmt}"
+            if fmt == "jsonl":
+                lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
+                assert values[i] == lines  # exact bytes, in order, malformed ones included
+            else:
+                import fastavro
+
+                with path.open("rb") as fo:
+                    assert len(values[i]) == sum(1 for _ in fastavro.reader(fo))
+                assert all(v[:1] == b"\x00" for v in values[i])  # Confluent framing
+        assert values[2] == []
+
+
+def test_generate_needs_out_or_to(capsys: pytest.CaptureFixture[str]) -> None:
+    from dataflows.cli.command import main
+
+    assert main(["generate"]) == 2
+    assert "generate needs --out DIR (files) or --to kafka://" in capsys.readouterr().err

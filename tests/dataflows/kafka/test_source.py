@@ -81,8 +81,17 @@ def test_until_end_reads_to_the_end_taken_at_start(
     put(kafka, topic, 0, [{"key": "a", "ts": 100}])  # after the start: not read
     got = read_until(p0, closed)
     assert events_of(got) == [(0, 5), (1, 3), (2, 9)]
-    assert got[-1].totals == {"kind": "source", "partition": f"left:{topic}:0",
-                              "side": "left", "events": 3, "invalid": 0}
+    totals = got[-1].totals
+    assert totals is not None
+    kafka = totals.pop("kafka")
+    assert totals == {"kind": "source", "partition": f"left:{topic}:0",
+                      "side": "left", "events": 3, "invalid": 0}
+    # run.json's record of the partition: read from the first offset to the end
+    # offset taken at start (the record produced after the start is not lag).
+    assert {k: kafka[k] for k in ("topic", "partition", "first_offset", "end_offset",
+                                  "next_offset", "lag_records", "last_ts")} == {
+        "topic": topic, "partition": 0, "first_offset": 0, "end_offset": 3,
+        "next_offset": 3, "lag_records": 0, "last_ts": 9}
     assert got[-1].mark.max_ts == 9
     p1 = src.build_part("in", f"left:{topic}:1", None)
     got = read_until(p1, closed)
@@ -107,7 +116,8 @@ def test_resume_state_is_offset_and_watermark_state(
     got = read_until(first, lambda b: len(events_of(b)) >= 2)
     assert events_of(got) == [(0, 10), (1, 40)]
     state = first.snapshot()
-    assert state == KafkaPosition(next_offset=2, max_ts=40, events=2, invalid=0, end_offset=5)
+    assert state == KafkaPosition(next_offset=2, max_ts=40, events=2, invalid=0, end_offset=5,
+                                  first_offset=0, readers=((0, ""),))
     first.close()
     put(kafka, topic, 0, [{"key": "k", "ts": 99}])  # past the end the first start took
     again = src.build_part("in", name, state)
@@ -197,3 +207,21 @@ def test_a_lagging_partition_without_events_is_not_idle(
         got = read_until(part, lambda b: any(x.invalid for x in b))
         assert not events_of(got)
         assert got[-1].mark.active_ms == clock.now
+
+
+def test_lag_in_records_and_seconds_behind_the_wall_clock(
+    kafka: KafkaHost, new_topic: Callable[[int], str]
+) -> None:
+    topic = new_topic(1)
+    put(kafka, topic, 0, [{"key": "k", "ts": 1000 * t} for t in range(1, 6)])
+    clock = Clock(now=60_000)
+    part = source(kafka, topic, clock, batch_size=2).build_part("in", f"left:{topic}:0", None)
+    assert part.lag_records() == 5
+    assert part.lag_seconds() == 0.0  # nothing read yet: no event time to be behind
+    read_until(part, lambda b: len(events_of(b)) >= 2)
+    assert part.lag_records() == 3
+    assert part.lag_seconds() == (60_000 - 2000) / 1000  # wall clock - last event read
+    read_until(part, lambda b: len(events_of(b)) >= 3)
+    assert part.lag_records() == 0
+    assert part.lag_seconds() == 0.0  # caught up: not behind, however old the data
+    part.close()

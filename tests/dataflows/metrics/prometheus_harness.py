@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from dataflows.run import free_ports
+
 REPO = Path(__file__).resolve().parents[3]
 DASHBOARDS = REPO / "grafana" / "dashboards"
 
@@ -37,10 +39,12 @@ def prometheus_binary() -> str:
     cmd = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:  # a new machine's package lists may be missing or old
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=900,
-                       check=False)
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
-                              check=False)
+        subprocess.run(
+            ["apt-get", "update"], env=env, capture_output=True, timeout=900, check=False
+        )
+        done = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
     found = shutil.which("prometheus")
     if not found:
         tail = (done.stderr or done.stdout)[-500:]
@@ -49,9 +53,8 @@ def prometheus_binary() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port below the ephemeral range (as the run picks its workers')."""
+    return free_ports(1)[0]
 
 
 def free_port_range(n: int, attempts: int = 50) -> int:
@@ -85,11 +88,19 @@ def wait_for(what: str, check: Callable[[], T | None], timeout_s: float) -> T:
     pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def panel_queries() -> list[tuple[str, str]]:
-    """``(dashboard: panel title, expr)`` of every target of every panel."""
+#: Panels only a run with Kafka inputs or outputs feeds (the Kafka row).
+KAFKA_PANEL = "Kafka "
+
+
+def panel_queries(kafka: bool | None = False) -> list[tuple[str, str]]:
+    """``(dashboard: panel title, expr)`` of every target of every panel; with
+    ``kafka`` False those of file runs (no Kafka panels), True only the Kafka
+    panels, None all."""
     out = []
     for path in sorted(DASHBOARDS.glob("*.json")):
         for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
+            if kafka is not None and panel["title"].startswith(KAFKA_PANEL) != kafka:
+                continue
             for target in panel.get("targets", []):
                 out.append((f"{path.stem}: {panel['title']}", target["expr"]))
     return out
