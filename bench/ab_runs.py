@@ -55,6 +55,8 @@ class Run:
     peak_rss: dict[int, int] = field(default_factory=dict)
     series: list[dict[str, Any]] = field(default_factory=list)
     verdict: str = ""
+    #: The machine's 1-minute load average at the start and the end of the run.
+    load: tuple[float, float] = (0.0, 0.0)
 
     @property
     def events(self) -> int:
@@ -140,6 +142,7 @@ def run_once(
     run = Run(label, rnd, out)
     print(f"[{label} round {rnd}] $ PYTHONPATH={code} {' '.join(cmd[1:])}", flush=True)
     sampler = Sampler(run, args.sample)
+    load0 = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     sampler.start()
@@ -150,6 +153,7 @@ def run_once(
     sampler.sample()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     run.cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    run.load = (load0, os.getloadavg()[0])
     if done.returncode != 0:
         print(done.stdout + done.stderr)
         run.verdict = f"run failed ({done.returncode})"
@@ -174,7 +178,7 @@ def report(runs: list[Run]) -> None:
     mib = 2**20
     print(
         "\nlabel  round  CPU s  CPU us/ev  wall s  events/s  peak RSS MiB per process"
-        "  state MiB  hot path  q4/q1  validate"
+        "  state MiB  hot path  q4/q1  load  validate"
     )
     for r in runs:
         if not r.summary:
@@ -188,7 +192,8 @@ def report(runs: list[Run]) -> None:
             f"  {r.summary['elapsed_s']:>6.1f}  {r.summary['events_per_s']:>8,.0f}"
             f"  {rss:>24}  {r.summary['peak_state_bytes'] / mib:>9,.0f}"
             f"  {'compiled' if hot else 'pure' if hot is False else '?':>8}"
-            f"  {q[1] / q[0] if q else float('nan'):>5.2f}  {r.verdict}"
+            f"  {q[1] / q[0] if q else float('nan'):>5.2f}"
+            f"  {r.load[0]:.1f}-{r.load[1]:.1f}  {r.verdict}"
         )
     print("\nmedians")
     for label in dict.fromkeys(r.label for r in runs):
