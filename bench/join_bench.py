@@ -163,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         profiler.disable()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     disk = sum(j.store.stats().disk_bytes for j in joiners)
+    probes = sum(getattr(j.store, "probes", 0) for j in joiners)
+    seeks = sum(getattr(j.store, "seeks", 0) for j in joiners)
+    skipped = sum(getattr(j.store, "seeks_skipped", 0) for j in joiners)
     for j in joiners:
         j.store.close()
     shutil.rmtree(root, ignore_errors=True)
@@ -173,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         f"peak retained {peak_retained:,}; disk after close {disk / MIB:,.0f} MiB; "
         f"RocksDB write ops {writes.ops:,} ({writes.ops / n_events:.2f} per event)"
     )
+    if probes:
+        print(f"probes {probes:,}: {seeks / probes:.2f} seeks each, {skipped / probes:.2f} "
+              "ruled out by the buckets' key filters")
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
     return 0

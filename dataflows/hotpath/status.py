@@ -42,6 +42,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "joins.store",
     "joins.watermark",
     "state.codec",
+    "state.key_filter",
     "state.layout",
     "state.store",
     "dataflows.inputs.fields",
