@@ -91,7 +91,7 @@ class HotPath:
         what = "all" if not self.compiled else f"{len(self.pure)} of {n}"
         return (
             f"pure Python ({what} hot-path modules not compiled: mypyc or a C compiler "
-            f"was missing at install, or {PURE_ENV} was set); expect about 1.4x the "
+            f"was missing at install, or {PURE_ENV} was set); expect about 1.2x the "
             "CPU per event; install gcc and reinstall to compile"
         )
 
