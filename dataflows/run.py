@@ -551,10 +551,12 @@ def worker_main(argv: list[str] | None = None) -> int:
         raise
     except BaseException as exc:  # also pyo3's PanicException, a BaseException
         failure = report_failure(exc)
-        anticipated = failure is not None and failure.anticipated
-        level = logging.ERROR if args.debug or not anticipated else logging.DEBUG
-        if args.report_fd < 0:  # nobody to report to: say it here
-            level = logging.ERROR
+        # A reported failure is the parent's to show: it names the one that
+        # counts (a step's error, not the other processes' panics on the
+        # broken connections that follow it) and logs its traceback if it is
+        # a bug. Logged here too, it raced the report and could put another
+        # process's traceback under the one-line reason.
+        level = logging.ERROR if args.debug or failure is None else logging.DEBUG
         _log.log(level, "failed: %s", failure.message if failure else exc, exc_info=exc)
         return 1
     return 0

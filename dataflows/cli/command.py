@@ -28,6 +28,7 @@ from dataflows.config import (
     format_size,
     resolve,
 )
+from dataflows.config.source_budget import MIN_BATCH, READS_IN_FLIGHT
 from dataflows.console import (
     LEVELS,
     LOG_LEVEL_ENV,
@@ -181,7 +182,14 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         f"{format_size(DEFAULT_STATE_MEMORY_BYTES)})",
     )
     out.add_argument("--shards", type=int, metavar="S", help="virtual shards (default 32)")
-    out.add_argument("--batch-size", type=int, metavar="N", help="records per read (default 10000)")
+    out.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help=f"records per read of a source partition (default 10000); a process holds at most "
+        f"{READS_IN_FLIGHT} reads' worth: with more partitions each read is cut to its share (at "
+        f"least {MIN_BATCH:,}). Larger: faster, more memory",
+    )
     out.add_argument(
         "--config",
         metavar="FILE",

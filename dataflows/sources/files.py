@@ -17,6 +17,7 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from dataflows.config import InputConfig, RunConfig
+from dataflows.config.source_budget import partition_batch_size
 from dataflows.console import reports_failures
 from dataflows.inputs import Invalid, SourceFormat, read_batches
 from dataflows.sources.marks import Clock, MarkStamper, PartitionRead, SourceBatch, wall_ms
@@ -114,7 +115,8 @@ class FileSource(FixedPartitionedSource[SourceBatch, FilePosition]):
             fmt = source_format(side_cfg)
             for name, path in zip(side_cfg.partition_names(), side_cfg.paths, strict=True):
                 self._parts[name] = (side_cfg.side, path, fmt)
-        self._batch_size = cfg.batch_size
+        # Cut to a share of the process's budget with many partitions.
+        self._batch_size = partition_batch_size(cfg.batch_size, len(self._parts), cfg.processes)
         self._heartbeat_ms = cfg.heartbeat_ms
         self._clock = clock
 

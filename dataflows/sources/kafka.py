@@ -45,6 +45,7 @@ rather than skipping them silently.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -56,6 +57,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from dataflows.config import RunConfig
+from dataflows.config.source_budget import PREFETCH_SETTING, partition_batch_size, prefetch_kib
 from dataflows.console import reports_failures
 from dataflows.inputs import Invalid, SourceFormat
 from dataflows.inputs.kafka_records import (
@@ -127,6 +129,12 @@ class KafkaSourceOptions:
     #: How long a batch held back by an unreachable registry waits.
     retry_ms: int = 1000
     metadata_timeout_s: float = 10.0
+    #: The run's processes: each partition's batch and its consumer's prefetch
+    #: are cut to a share of a process's budget (:mod:`dataflows.config.source_budget`).
+    processes: int = 1
+    #: Each consumer's prefetch queue in KiB (``None``: librdkafka's default;
+    #: a ``queued.max.messages.kbytes`` in the settings wins).
+    prefetch_kib: int | None = None
 
 
 def reader_text(schema: dict[str, Any] | None) -> str:
@@ -155,9 +163,10 @@ class KafkaPartition(StatefulSourcePartition[SourceBatch, KafkaPosition]):
         self._options = options
         self._clock = clock
         self.errors = ClientErrors(f"Kafka source {self.name}")
-        self._consumer = make_consumer(
-            settings, spec.url.bootstrap, self.errors, **{"auto.offset.reset": "error"}
-        )
+        extra: dict[str, Any] = {"auto.offset.reset": "error"}
+        if options.prefetch_kib is not None and PREFETCH_SETTING not in settings.values:
+            extra[PREFETCH_SETTING] = options.prefetch_kib
+        self._consumer = make_consumer(settings, spec.url.bootstrap, self.errors, **extra)
         low, high = watermarks(self._consumer, self._topic, partition, options.metadata_timeout_s)
         self._next = resume.next_offset if resume is not None else low
         self._first = resume.first_offset if resume is not None else low
@@ -389,9 +398,16 @@ class KafkaSource(FixedPartitionedSource[SourceBatch, KafkaPosition]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: KafkaPosition | None
     ) -> KafkaPartition:
-        spec, partition = self.partitions()[for_part]
+        parts = self.partitions()
+        spec, partition = parts[for_part]
+        processes = self._options.processes
+        options = dataclasses.replace(  # many partitions: each a share of the budget
+            self._options,
+            batch_size=partition_batch_size(self._options.batch_size, len(parts), processes),
+            prefetch_kib=prefetch_kib(len(parts), processes),
+        )
         part = KafkaPartition(spec, partition, self._settings, self._decoder(spec),
-                              self._options, resume_state, self._clock)
+                              options, resume_state, self._clock)
         if self._on_partition is not None:
             self._on_partition(part)  # the metrics' lag and client errors
         return part
@@ -418,6 +434,7 @@ def kafka_source(
         heartbeat_ms=cfg.heartbeat_ms,
         idle_timeout_ms=cfg.spec.idle_timeout_ms,
         until_end=cfg.kafka.until_end,
+        processes=cfg.processes,
     )
     return KafkaSource(
         kafka_inputs(cfg), cfg.kafka.client_settings(), options,

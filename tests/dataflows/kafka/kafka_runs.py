@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka_env import REAL_KAFKA
+from kafka_read import read_records
 
 from dataflows.generator import GeneratedDataset, GeneratorConfig, generate
 from dataflows.inputs import SourceFormat
@@ -154,26 +155,7 @@ def end_offset(server: Server, topic: str, partition: int) -> int:
 
 def read_topic(server: Server, topic: str, partitions: int) -> list[dict[str, Any]]:
     """Every record of a topic: key, value, headers, partition, offset."""
-    consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "check",
-                         "enable.partition.eof": True, "logger": librdkafka_log})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    rows: list[dict[str, Any]] = []
-    ends = 0
-    try:
-        while ends < partitions:
-            msg = consumer.poll(10)
-            assert msg is not None, "no end of partition within 10 s"
-            err = msg.error()
-            if err is not None:
-                assert err.code() == KafkaError._PARTITION_EOF, err
-                ends += 1
-                continue
-            rows.append({"key": msg.key(), "value": msg.value(), "partition": msg.partition(),
-                         "offset": msg.offset(),
-                         "headers": {k: v.decode() for k, v in msg.headers() or []}})
-    finally:
-        consumer.close()
-    return rows
+    return read_records(server.bootstrap, topic, partitions)
 
 
 def scrape(port: int, name: str) -> float | None:

@@ -91,7 +91,7 @@ def test_generate_to_kafka_puts_file_i_on_partition_i(
     tmp_path: Path, kafka: KafkaHost, registry: LocalSchemaRegistry, fmt: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests_kafka_read import read_values
+    from kafka_read import read_values
 
     from dataflows.cli.command import main
 

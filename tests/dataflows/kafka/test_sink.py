@@ -18,13 +18,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import AbortExecution, FixedPartitionedSource, StatefulSourcePartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSource, run_main
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 from conftest import KafkaHost
+from kafka_read import read_records
 
 from dataflows.inputs import Invalid
 from dataflows.inputs.confluent_wire import unframe
 from dataflows.kafka import KafkaSettings, LocalSchemaRegistry, SchemaRegistry, parse_kafka_url
-from dataflows.kafka.clients import librdkafka_log
 from dataflows.shards import shard_names
 from dataflows.sinks.kafka import (
     KafkaRowPartition,
@@ -39,25 +38,7 @@ SHARDS = shard_names(2)
 
 
 def read_topic(bootstrap: str, topic: str, partitions: int) -> list[dict[str, Any]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "check",
-                         "enable.partition.eof": True, "isolation.level": "read_committed",
-                         "logger": librdkafka_log})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    rows, ends = [], 0
-    try:
-        while ends < partitions:
-            msg = consumer.poll(10)
-            assert msg is not None, "no end of partition within 10 s"
-            err = msg.error()
-            if err is not None:
-                assert err.code() == KafkaError._PARTITION_EOF, err
-                ends += 1
-                continue
-            rows.append({"key": msg.key(), "value": msg.value(),
-                         "headers": {k: v.decode() for k, v in msg.headers() or []}})
-    finally:
-        consumer.close()
-    return rows
+    return read_records(bootstrap, topic, partitions, committed=True)
 
 
 def dead_letters(n: int) -> list[tuple[str, list[Invalid]]]:

@@ -225,3 +225,19 @@ def test_lag_in_records_and_seconds_behind_the_wall_clock(
     assert part.lag_records() == 0
     assert part.lag_seconds() == 0.0  # caught up: not behind, however old the data
     part.close()
+
+
+def test_many_partitions_each_read_a_share_of_the_process_budget(
+    kafka: KafkaHost, new_topic: Callable[[int], str]
+) -> None:
+    # 40 partitions in one process: 20 reads of 10,000 shared, 5,000 a read,
+    # and 256 MiB of prefetch shared, 6,553 KiB a consumer.
+    topic = new_topic(40)
+    src = source(kafka, topic, Clock(), batch_size=10_000, until_end=True)
+    part = src.build_part("in", f"left:{topic}:0", None)
+    assert (part._options.batch_size, part._options.prefetch_kib) == (5_000, 6_553)
+    part.close()
+    two = source(kafka, topic, Clock(), batch_size=10_000, until_end=True, processes=2)
+    part = two.build_part("in", f"left:{topic}:1", None)
+    assert (part._options.batch_size, part._options.prefetch_kib) == (10_000, 13_107)
+    part.close()
