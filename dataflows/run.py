@@ -42,6 +42,7 @@ from dataflows.console import (
     setup_logging,
 )
 from dataflows.errors import RunError
+from dataflows.hotpath import hot_path
 from dataflows.lifetime import WorkerProcesses, die_with_parent, stop_signals
 from dataflows.sinks import OUTPUT_KINDS, Executions, config_path
 from dataflows.sinks import prepare_out_dir as prepare_out_dir  # moved there; re-exported
@@ -261,6 +262,8 @@ def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -
     from dataflows.sources import prepare_kafka_inputs
 
     check_metrics_ports(cfg)
+    hot = hot_path()  # the summary and run.json say it; a pure or stale one is warned of now
+    (_log.debug if hot.is_compiled else _log.warning)("hot path: %s", hot.describe())
     # Kafka (issue 11): topics exist, reader schemas and delivery settled once.
     cfg = prepare_kafka_inputs(cfg)
     cfg, note = prepare_kafka_outputs(cfg)
@@ -326,6 +329,7 @@ def _run(cfg: RunConfig, echo: Callable[[str], None], console: ConsoleOptions) -
         sampler.peak_rss_bytes,
         executions=read_executions(cfg.out_dir),
     )
+    summary["hot_path"] = hot.to_json()
     if session.summary() is not None:
         summary["recovery"] = session.summary()
     with open(os.path.join(cfg.out_dir, "run.json"), "w", encoding="utf-8") as f:
@@ -488,6 +492,10 @@ def format_summary(s: dict[str, Any]) -> str:
     ]
     if "kafka" in s:
         lines[-1:] = _kafka_lines(s)
+    hot = s.get("hot_path")
+    if hot is not None:  # absent from run.json files of earlier versions
+        how = "compiled (mypyc)" if hot["compiled"] else "STALE" if hot["stale"] else "pure Python"
+        lines.append(f"  hot path       {how}, {hot['modules']} modules")
     endpoints = s.get("metrics") or []
     if endpoints:
         urls = "  ".join(e["url"] for e in endpoints)

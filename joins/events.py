@@ -91,6 +91,12 @@ class Event:
             ident = self._identity = self.key.encode() + b"\x00" + _TS.pack(self.ts) + self.eid
         return ident
 
+    def __reduce__(self) -> tuple[type[Event], tuple[object, ...]]:
+        # Events cross process boundaries (Bytewax pickles exchanged items); a
+        # class compiled by mypyc has no default pickling, so say how.
+        return (Event, (self.side, self.key, self.ts, self.eid, self._record, self.partition,
+                        self.offset, self.record_json))  # fmt: skip
+
     def _fields(self) -> tuple[object, ...]:
         return (self.side, self.key, self.ts, self.eid, self.record, self.partition, self.offset)
 
@@ -129,6 +135,9 @@ class Matched:
     left: Event
     right: Event
 
+    def __reduce__(self) -> tuple[type[Matched], tuple[Event, Event]]:
+        return (Matched, (self.left, self.right))  # (see Event.__reduce__)
+
     @property
     def key(self) -> str:
         return self.left.key
@@ -143,6 +152,9 @@ class Unmatched:
     """An outer-side event evicted without ever matching (the other side null)."""
 
     event: Event
+
+    def __reduce__(self) -> tuple[type[Unmatched], tuple[Event]]:
+        return (Unmatched, (self.event,))  # (see Event.__reduce__)
 
     @property
     def key(self) -> str:
@@ -167,3 +179,6 @@ class Late:
     event: Event
     watermark_ms: int
     lateness_ms: int
+
+    def __reduce__(self) -> tuple[type[Late], tuple[Event, int, int]]:
+        return (Late, (self.event, self.watermark_ms, self.lateness_ms))  # (see Event.__reduce__)

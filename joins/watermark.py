@@ -40,6 +40,11 @@ class PartitionMark:
     active_ms: int
     closed: bool = False
 
+    def __reduce__(self) -> tuple[type[PartitionMark], tuple[str, int | None, int, bool]]:
+        # Marks cross process boundaries (Bytewax pickles exchanged items); a
+        # class compiled by mypyc has no default pickling, so say how.
+        return (PartitionMark, (self.partition, self.max_ts, self.active_ms, self.closed))
+
 
 class _PartitionState:
     __slots__ = ("active_ms", "closed", "max_ts", "reported")

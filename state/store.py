@@ -41,6 +41,7 @@ from joins.store import DEFAULT_BUCKET_MS, Entry, Eviction
 from state import layout
 from state.codec import StateCodec, is_matched, with_matched
 from state.errors import StateError
+from state.key_filter import KeyFilter
 from state.options import MemoryBudget, open_db
 from state.snapshot import clone_files, create_checkpoint
 from state.stats import StoreStats, read_properties, read_stats
@@ -80,16 +81,21 @@ def _db_key(entry: StoredEntry) -> bytes:
 
 class _Bucket:
     """A live bucket of one side: its entry count, the earliest event time ever
-    stored in it (for stats) and where a chunked eviction of it stopped."""
+    stored in it (for stats), where a chunked eviction of it stopped, and the
+    filter of its keys (``None`` for a bucket found in the DB at open: its keys
+    are not known)."""
 
-    __slots__ = ("count", "min_ts", "number", "resume", "side")
+    __slots__ = ("count", "keys", "min_ts", "number", "resume", "side")
 
-    def __init__(self, side: Side, number: int, count: int, min_ts: int) -> None:
+    def __init__(
+        self, side: Side, number: int, count: int, min_ts: int, keys: KeyFilter | None = None
+    ) -> None:
         self.side: Side = side
         self.number = number
         self.count = count
         self.min_ts = min_ts
         self.resume: bytes | None = None
+        self.keys = keys
 
     @property
     def meta(self) -> tuple[bytes, bytes]:
@@ -145,6 +151,15 @@ class RocksStore:
         self._flagged: set[bytes] = set()
         self._dirty: dict[tuple[Side, int], _Bucket] = {}
         self._bodies: dict[str, bytes] = {}
+        #: ``WriteBatch`` writes and the operations in them (puts, deletes, range
+        #: deletes) since the store was opened: what the layout costs in writes.
+        self.batches_written = 0
+        self.ops_written = 0
+        #: Probes (scans), and the RocksDB seeks they made and skipped, since the
+        #: store was opened (a bucket's key filter rules a seek out).
+        self.probes = 0
+        self.seeks = 0
+        self.seeks_skipped = 0
         self._heads: dict[Side, dict[int, bytes]] = {s: {} for s in SIDES}
         self._buckets: dict[Side, dict[int, _Bucket]] = {s: {} for s in SIDES}
         #: Live bucket numbers per side, ascending.
@@ -283,8 +298,12 @@ class RocksStore:
         ask: list[bytes] = []
         ask_at: list[int] = []
         for i, e in enumerate(events):
-            if e.ts // width not in buckets[e.side]:
+            bucket = buckets[e.side].get(e.ts // width)
+            if bucket is None:
                 continue  # not a live bucket: nothing of it is stored
+            keys = bucket.keys
+            if keys is not None and not keys.may_hold(e.key):
+                continue  # the bucket holds no entry of the key
             k = self._entry_key(e)
             if k in pending:
                 found[i] = True
@@ -325,14 +344,21 @@ class RocksStore:
             body = self._bodies[key] = layout.key_body(key)
         lo_b, hi_b = layout.scan_bounds(b"", lo_ts, hi_ts)
         heads = self._heads[side]
+        buckets = self._buckets[side]
         pending = self._pending_by_prefix
         it = self._iterator()
         rows: list[StoredEntry] = []
+        self.probes += 1
         while i < n:
             bucket = live[i]
             if bucket > last:
                 break
             i += 1
+            keys = buckets[bucket].keys
+            if keys is not None and not keys.may_hold(key):
+                self.seeks_skipped += 1
+                continue  # no entry of the key in the bucket, in the DB or the overlay
+            self.seeks += 1
             head = heads.get(bucket)
             if head is None:
                 head = self._head(side, bucket)
@@ -424,14 +450,24 @@ class RocksStore:
             mine.append(k)
         bucket = self._buckets[side].get(number)
         if bucket is None:
-            bucket = self._buckets[side][number] = _Bucket(side, number, 0, ts)
-            insort(self._live[side], number)
+            bucket = self._new_bucket(side, number, ts)
         elif ts < bucket.min_ts:
             bucket.min_ts = ts
+        if bucket.keys is not None:
+            bucket.keys.add(event.key)
         bucket.count += 1
         bucket.resume = None  # (only a store-level caller inserts into a due bucket)
         self._dirty[(side, number)] = bucket
         self._count[side] += 1
+
+    def _new_bucket(self, side: Side, number: int, ts: int) -> _Bucket:
+        """A bucket opened by this store: its key filter sized for as many keys
+        as the side's newest bucket holds (the nearest guess)."""
+        live = self._live[side]
+        capacity = self._buckets[side][live[-1]].count if live else 0
+        bucket = self._buckets[side][number] = _Bucket(side, number, 0, ts, KeyFilter(capacity))
+        insort(live, number)
+        return bucket
 
     def mark_matched(self, entry: Entry) -> None:
         """Record that the retained entry (as :meth:`scan` returned it) has
@@ -577,6 +613,8 @@ class RocksStore:
         if batch.is_empty():
             return
         self._drop_iterators()
+        self.batches_written += 1
+        self.ops_written += batch.len()
         try:
             self._db.write(batch, self._write_options)
         except Exception as exc:  # rocksdict raises plain Exception for RocksDB errors

@@ -37,17 +37,9 @@ from __future__ import annotations
 
 from dataflows.inputs.avro_format import count_records
 from dataflows.inputs.batches import read_batches
-from dataflows.inputs.fields import (
-    FORMATS,
-    RAW_LIMIT_BYTES,
-    TIME_UNITS,
-    Format,
-    Invalid,
-    SourceFormat,
-    TimeUnit,
-    time_to_ms,
-)
+from dataflows.inputs.fields import RAW_LIMIT_BYTES, Invalid, time_to_ms
 from dataflows.inputs.sample import check_csv_headers, implausible_times
+from dataflows.inputs.source_format import FORMATS, TIME_UNITS, Format, SourceFormat, TimeUnit
 
 __all__ = [
     "FORMATS",

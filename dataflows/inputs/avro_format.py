@@ -51,11 +51,11 @@ from dataflows.inputs.fields import (
     RAW_LIMIT_BYTES,
     BadRecord,
     Invalid,
-    SourceFormat,
     json_type_name,
     key_of,
     ts_of,
 )
+from dataflows.inputs.source_format import SourceFormat
 from joins import Event, Side, content_id
 
 Batches = Iterator[tuple[list[Event | Invalid], int]]

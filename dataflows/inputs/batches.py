@@ -33,16 +33,9 @@ from collections.abc import Iterator
 from dataflows.errors import ConfigError, InputError
 from dataflows.inputs.avro_format import read_avro
 from dataflows.inputs.csv_format import read_csv
-from dataflows.inputs.fields import (
-    FORMATS,
-    TIME_UNITS,
-    Format,
-    Invalid,
-    SourceFormat,
-    TimeUnit,
-    time_to_ms,
-)
+from dataflows.inputs.fields import Invalid, time_to_ms
 from dataflows.inputs.jsonl_format import read_jsonl
+from dataflows.inputs.source_format import FORMATS, TIME_UNITS, Format, SourceFormat, TimeUnit
 from joins import Event, Side
 
 __all__ = [

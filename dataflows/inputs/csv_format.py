@@ -26,19 +26,27 @@ are); a dead letter holds those bytes. Its position is the byte offset of the
 record's first line (:mod:`dataflows.inputs.lines`); the header is re-read on
 resume.
 
-This is a measured hot path: the ``csv`` module parses lines pulled lazily from
-decoded chunks, and a record of one line costs no more than a slice.
+This is a measured hot path (compiled by mypyc): the ``csv`` module parses
+lines pulled lazily from decoded chunks, and a record of one line costs no
+more than a slice. Each event carries its record as JSON text
+(``Event.record_json``, what the state and the outputs write), made once here:
+for a record of plain ASCII (no quote, backslash or control character) by
+filling a template made from the header, else by ``json``; no dict is kept
+(``Event.record`` parses the text if anything asks).
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from dataflows.errors import InputError
-from dataflows.inputs.fields import BadRecord, Invalid, SourceFormat, key_of, time_to_ms
+from dataflows.inputs.fields import BadRecord, Invalid, key_of, time_to_ms
 from dataflows.inputs.lines import read_lines
+from dataflows.inputs.source_format import SourceFormat
 from joins import Event, Side, content_id
 from joins.spec import MAX_TS_MS
 
@@ -48,6 +56,21 @@ MAX_RECORD_LINES = 100
 
 _OPEN_AT_END = "csv: a quote opened on this line is not closed before the end of the file"
 _OPEN_TOO_LONG = f"csv: a quote opened on this line is not closed within {MAX_RECORD_LINES} lines"
+
+
+#: A record's bytes hold something JSON would escape (or a quote, which CSV
+#: may be using for quoting): its text is made by ``json``, not the template.
+_NOT_PLAIN = re.compile(rb'[^\x20-\x7e]|["\\]')
+#: The encoder of the state codec and the outputs (compact, ASCII-escaped).
+_record_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def record_template(header: list[str]) -> str:
+    """A ``%``-template of a record's JSON text with the values left out:
+    ``{"name":"%s",...}``. Filled with plain values (nothing JSON escapes), it
+    is byte for byte ``json`` 's compact text of the record dict."""
+    fields = [_record_json(name).replace("%", "%%") + ':"%s"' for name in header]
+    return "{" + ",".join(fields) + "}"
 
 
 class _TooLong(Exception):
@@ -168,6 +191,8 @@ def read_csv(
     single_key = header.index(fmt.key_fields[0]) if len(fmt.key_fields) == 1 else -1
     ts_idx = header.index(fmt.time_field)
     fast_ms = fmt.time_unit == "ms"
+    template = record_template(header)
+    not_plain = _NOT_PLAIN.search
     buf = _Lines(handle, max(start, header_end))
     texts, raws, ends = buf.texts, buf.raws, buf.ends  # lists kept (and trimmed) in place
     # ``cursor``: the next line to give the csv reader; ``rec``: the first line
@@ -227,14 +252,13 @@ def read_csv(
                 reason = f"csv: expected {ncols} columns, got {len(row)}"
                 batch.append(Invalid(side, reason, buf.raw(first, last), partition, off))
             else:
-                rec_dict = dict(zip(header, row, strict=True))
                 key = row[single_key] if single_key >= 0 else ""
                 raw = raws[first] if n == 1 else b"\n".join(raws[first:last])
                 if raw[-1:] == b"\r":
                     raw = raw[:-1]
                 try:
                     if not (key and key.isascii() and "\x00" not in key):
-                        key = key_of(rec_dict, fmt)
+                        key = key_of(dict(zip(header, row, strict=True)), fmt)
                     ts_text = row[ts_idx]
                     if fast_ms and ts_text.isdigit() and ts_text.isascii():
                         ts = int(ts_text)
@@ -245,7 +269,11 @@ def read_csv(
                 except BadRecord as bad:
                     batch.append(Invalid(side, str(bad), raw, partition, off))
                 else:
-                    batch.append(Event(side, key, ts, content_id(raw), rec_dict, partition, off))
+                    if not_plain(raw) is None:
+                        text = template % tuple(row)
+                    else:
+                        text = _record_json(dict(zip(header, row, strict=True)))
+                    batch.append(Event(side, key, ts, content_id(raw), None, partition, off, text))
         if len(batch) >= size:
             yield batch, ends[rec - 1] if rec else buf.begin
             batch = []

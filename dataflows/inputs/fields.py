@@ -1,5 +1,6 @@
-"""How to read an input and what a record must hold: :class:`SourceFormat`, a
-record's key and time, and the dead letter :class:`Invalid` for one that fails.
+"""What a record must hold: a record's key and time, and the dead letter
+:class:`Invalid` for one that fails (how to read an input, :class:`SourceFormat`,
+is in :mod:`dataflows.inputs.source_format`).
 
 The readers (:mod:`dataflows.inputs.jsonl_format`, :mod:`dataflows.inputs.csv_format`,
 :mod:`dataflows.inputs.avro_format`) turn each record into a dict and take its key and
@@ -43,16 +44,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NoReturn, get_args
+from typing import Any, NoReturn
 
-from dataflows.errors import ConfigError
+from dataflows.inputs.source_format import (
+    SourceFormat,
+)
 from joins import Side
 from joins.spec import MAX_TS_MS, MIN_TS_MS
-
-Format = Literal["csv", "jsonl", "avro"]
-TimeUnit = Literal["ms", "s", "us", "iso"]
-FORMATS: tuple[Format, ...] = get_args(Format)
-TIME_UNITS: tuple[TimeUnit, ...] = get_args(TimeUnit)
 
 #: How many bytes of a bad record ``Invalid.raw`` keeps (1 MiB); a longer
 #: record's dead letter says it was cut (``raw_bytes`` > ``len(raw)``), and the
@@ -62,34 +60,6 @@ RAW_LIMIT_BYTES = 1 << 20
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _MISSING = object()
-
-
-@dataclass(frozen=True)
-class SourceFormat:
-    """How to read one input: its format, key fields, time field and unit."""
-
-    format: Format
-    key_fields: tuple[str, ...] = ("key",)
-    time_field: str = "ts"
-    time_unit: TimeUnit = "ms"
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            msg = f"unknown input format {self.format!r}: expected one of {', '.join(FORMATS)}"
-            raise ConfigError(msg)
-        if isinstance(self.key_fields, str) or not isinstance(self.key_fields, tuple | list):
-            msg = f"key_fields must be a tuple of field names, got {self.key_fields!r}"
-            raise ConfigError(msg)
-        object.__setattr__(self, "key_fields", tuple(self.key_fields))
-        if not self.key_fields or not all(isinstance(f, str) and f for f in self.key_fields):
-            msg = f"key_fields must be one or more non-empty names, got {self.key_fields!r}"
-            raise ConfigError(msg)
-        if not isinstance(self.time_field, str) or not self.time_field:
-            msg = f"time_field must be a non-empty name, got {self.time_field!r}"
-            raise ConfigError(msg)
-        if self.time_unit not in TIME_UNITS:
-            msg = f"unknown time unit {self.time_unit!r}: expected one of {', '.join(TIME_UNITS)}"
-            raise ConfigError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +87,13 @@ class Invalid:
     avro_schema: str | None = None
     avro_codec: str | None = None
     binary: bool = False
+
+    def __reduce__(self) -> tuple[type[Invalid], tuple[object, ...]]:
+        # Dead letters cross process boundaries (Bytewax pickles exchanged
+        # items); compiled by mypyc, this class has no default pickling.
+        fields = (self.side, self.reason, self.raw, self.partition, self.offset,
+                  self.raw_bytes, self.avro_schema, self.avro_codec, self.binary)  # fmt: skip
+        return (Invalid, fields)
 
     def __post_init__(self) -> None:
         if self.raw_bytes < 0:

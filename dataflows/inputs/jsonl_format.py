@@ -14,12 +14,19 @@ the line's bytes without its terminator (``\\n`` or ``\\r\\n``); a dead letter
 holds those bytes; its position is the byte offset of the line's start
 (:mod:`dataflows.inputs.lines`).
 
-This is a measured hot path: names are cached in locals, and nothing may add a
-call per line. The common record (a single key field holding a non-empty ASCII
-string without NUL, an integer ``ms`` time in range) becomes an event in place,
-and an ASCII line is kept as the event's ``record_json``. Anything else goes
-through :func:`dataflows.inputs.fields.key_of` and
-:func:`~dataflows.inputs.fields.ts_of`, which accept it or give the exact reason.
+This is a measured hot path (compiled by mypyc): names are cached in locals,
+and nothing may add a call per line. The common record, an ASCII line holding
+a single key field with a non-empty ASCII string without NUL and an integer
+``ms`` time in range, is parsed by orjson (about 2.5x as fast as ``json``),
+becomes an event in place and keeps the line as its ``record_json``, with no
+dict kept (``Event.record`` parses the text with ``json`` if anything asks).
+orjson's result is used for the key and the time only, and only when it
+parsed the line: it refuses what ``json`` refuses here (``NaN``, unpaired
+surrogate escapes) and more (numbers beyond 64 bits, a depth over 1024,
+``1e400``), and reads integers beyond 64 bits as floats. Everything else, and
+every line orjson refuses, takes the careful path: ``json`` and
+:func:`dataflows.inputs.fields.key_of` / :func:`~dataflows.inputs.fields.ts_of`,
+which accept the record or give the exact reason.
 """
 
 from __future__ import annotations
@@ -28,15 +35,11 @@ import json
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from dataflows.inputs.fields import (
-    BadRecord,
-    Invalid,
-    SourceFormat,
-    json_type_name,
-    key_of,
-    ts_of,
-)
+import orjson
+
+from dataflows.inputs.fields import BadRecord, Invalid, json_type_name, key_of, ts_of
 from dataflows.inputs.lines import read_lines
+from dataflows.inputs.source_format import SourceFormat
 from joins import Event, Side, content_id
 from joins.spec import MAX_TS_MS, MIN_TS_MS
 
@@ -108,12 +111,33 @@ def decode_json_values(
     a Kafka message value (:mod:`dataflows.inputs.kafka_records`); the same
     rules for both."""
     loads = _loads
+    fast_loads = orjson.loads
+    fast_error = orjson.JSONDecodeError
     key_field = fmt.key_fields[0] if len(fmt.key_fields) == 1 else None
     time_field = fmt.time_field
     fast_ms = fmt.time_unit == "ms"
     lo, hi = MIN_TS_MS, MAX_TS_MS
     append = out.append
     for off, line in records:
+        if fast_ms and key_field is not None and line.isascii():
+            try:
+                found = fast_loads(line)
+            except fast_error:
+                found = None
+            if type(found) is dict:
+                key = found.get(key_field)
+                ts = found.get(time_field)
+                if (
+                    type(key) is str
+                    and key
+                    and type(ts) is int
+                    and lo <= ts <= hi
+                    and key.isascii()
+                    and "\x00" not in key
+                ):
+                    append(Event(side, key, ts, content_id(line), None, partition, off,
+                                 line.decode("ascii")))  # fmt: skip
+                    continue
         try:
             text = line.decode()
             if text[:1] == "\ufeff":
@@ -155,8 +179,8 @@ def decode_json_values(
                 append(Event(side, key, ts, content_id(line), rec, partition, off, raw))
             continue
         try:
-            event = Event(side, key_of(rec, fmt), ts_of(rec, fmt),
-                          content_id(line), rec, partition, off)
+            event = Event(side, key_of(rec, fmt), ts_of(rec, fmt), content_id(line), rec,
+                          partition, off, text if text.isascii() else None)
         except BadRecord as bad:
             append(Invalid(side, str(bad), line, partition, off))
         else:

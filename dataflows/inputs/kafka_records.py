@@ -52,8 +52,9 @@ import fastavro
 from dataflows.errors import ConfigError
 from dataflows.inputs.avro_values import json_safe_schema, timestamp_unit
 from dataflows.inputs.confluent_wire import HEADER_BYTES, BadFrame, unframe
-from dataflows.inputs.fields import BadRecord, Invalid, SourceFormat, json_type_name, key_of, ts_of
+from dataflows.inputs.fields import BadRecord, Invalid, json_type_name, key_of, ts_of
 from dataflows.inputs.jsonl_format import decode_json_values
+from dataflows.inputs.source_format import SourceFormat
 from joins import Event, Side, content_id
 
 KafkaValueFormat = Literal["json", "confluent-avro"]

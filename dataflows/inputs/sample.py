@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from dataflows.errors import InputError
 from dataflows.inputs.batches import read_batches
 from dataflows.inputs.csv_format import csv_header
-from dataflows.inputs.fields import SourceFormat
+from dataflows.inputs.source_format import SourceFormat
 from joins import Event, Side
 
 #: Event times are plausible from 1990-01-01 to 2100-01-01 (UTC), in epoch ms.

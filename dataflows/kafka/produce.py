@@ -31,7 +31,8 @@ import fastavro
 from confluent_kafka import KafkaError, Message
 
 from dataflows.inputs.confluent_wire import frame
-from dataflows.inputs.fields import BadRecord, SourceFormat, key_of
+from dataflows.inputs.fields import BadRecord, key_of
+from dataflows.inputs.source_format import SourceFormat
 from dataflows.kafka.clients import ClientErrors, make_producer
 from dataflows.kafka.errors import KafkaClientError
 from dataflows.kafka.registry import SchemaRegistry

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dataflows.generator import GeneratorConfig, generate
+from dataflows.hotpath import COMPILED_MODULES, hot_path
 from dataflows.outputs import read_rows
 
 HOWS = ["inner", "left", "right", "full"]
@@ -178,6 +179,12 @@ def test_run_json_has_the_documented_shape(dataset: Path, tmp_path: Path) -> Non
         assert key in s
     assert s["shards"] == 8
     assert s["peak_state_bytes"] > 0
+    # how the hot path ran: compiled in the suite (tests/dataflows/hotpath)
+    assert s["hot_path"] == hot_path().to_json()
+    assert set(s["hot_path"]) == {"compiled", "modules", "pure", "stale"}
+    assert s["hot_path"]["modules"] == len(COMPILED_MODULES)
+    if s["hot_path"]["compiled"]:
+        assert f"hot path       compiled (mypyc), {len(COMPILED_MODULES)} modules" in res.stdout
 
 
 def test_csv_input_and_avro_output(tmp_path: Path) -> None:
