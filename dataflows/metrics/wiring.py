@@ -142,7 +142,16 @@ class ProcessMetrics:
                 interval = self.server.scrape_interval_s
                 if interval is not None:
                     timeout = min(timeout, LINGER_SCRAPE_INTERVALS * interval + 0.5)
+                deadline = time.monotonic() + timeout
                 scraped = self.server.wait_for_scrape_since(since, timeout)
+                if scraped:
+                    # And one more: a scrape is counted once the registry was
+                    # read, but Prometheus drops it if it took longer than its
+                    # timeout (the interval, for short ones) to arrive, as on a
+                    # loaded machine; the next one then carries the final counts.
+                    self.server.wait_for_scrape_since(
+                        time.monotonic(), max(0.0, deadline - time.monotonic())
+                    )
         finally:
             self.server.close()
         # The run's elapsed time ends here, not after the linger (see run.summarize).
